@@ -1,0 +1,1 @@
+"""Pure audit computations. Each module exposes ``run(ctx) -> SectionOutput``; see registry.py."""

@@ -1,0 +1,18 @@
+"""The explicit registry of audits: section name → function. Order matters (later audits may read
+earlier sections from ``ctx.results``). Adding a section = a new module plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from service.audits import data, performance
+from service.audits.context import AuditContext, SectionOutput
+
+AuditFn = Callable[[AuditContext], SectionOutput]
+
+AUDITS: dict[str, AuditFn] = {
+    "data": data.run,
+    "performance": performance.run,
+}
+
+__all__ = ["AUDITS", "AuditFn"]

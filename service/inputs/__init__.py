@@ -1,0 +1,1 @@
+"""Validated inputs: datasets, models (safe loaders) and BISG tables."""
