@@ -1,0 +1,1 @@
+"""The HTTP API (SPEC.md §6b): ``create_app(settings)`` builds the FastAPI application."""

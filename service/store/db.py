@@ -1,0 +1,73 @@
+"""Database engine, session factory and the declarative ``Base`` shared by every table.
+
+SQLite file ``<ASSAY_DATA_DIR>/assay.db`` by default (WAL journal, foreign keys on, busy timeout),
+PostgreSQL when ``ASSAY_DATABASE_URL`` is set. Tables of other packages (e.g. monitoring) subclass
+:class:`Base` and ship their own Alembic version file in ``service/store/migrations/versions/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from service.config import Settings
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every Assay table."""
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware current UTC time (stored as naive UTC by SQLite)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(settings: Settings | None = None, *, url: str | None = None) -> Engine:
+    """An engine for ``url`` or ``settings.sqlalchemy_url()``; creates the data folder for SQLite."""
+    settings = settings or Settings()
+    url = url or settings.sqlalchemy_url()
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A ``sessionmaker`` bound to ``engine`` (objects stay usable after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """``with session_scope(f) as s:`` commits on success, rolls back on error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+__all__ = ["Base", "make_engine", "session_factory", "session_scope", "utcnow"]
