@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.audits import data, performance
+from service.audits import data, drift, fairness, performance
 from service.audits.context import AuditContext, SectionOutput
 
 AuditFn = Callable[[AuditContext], SectionOutput]
@@ -13,6 +13,9 @@ AuditFn = Callable[[AuditContext], SectionOutput]
 AUDITS: dict[str, AuditFn] = {
     "data": data.run,
     "performance": performance.run,
+    "fairness": fairness.run,
+    "temporal": temporal.run,
+    "drift": drift.run,
 }
 
 __all__ = ["AUDITS", "AuditFn"]
