@@ -114,7 +114,9 @@ def demo(
 
 
 # Further commands register themselves here (one line each): reasons, monitor, serve, keys.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "service.cli_server",
+]
 
 
 def _register_commands() -> None:

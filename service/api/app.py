@@ -19,6 +19,10 @@ from service.config import Settings
 
 ROUTERS: list[str] = [
     "service.api.routers.health",
+    "service.api.routers.datasets",
+    "service.api.routers.models",
+    "service.api.routers.audits",
+    "service.api.routers.keys",
 ]
 
 log = logging.getLogger("assay.api")

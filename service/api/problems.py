@@ -57,9 +57,10 @@ def _assay_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, UntrustedModelError):
         extra["untrusted_types"] = exc.types
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    title = HTTPStatus(exc.status).phrase if exc.status == 415 else exc.title
     if exc.status >= 500:
         log.error("server error: %s", detail)
-    return problem(exc.status, detail, title=exc.title, request=request, headers=headers, **extra)
+    return problem(exc.status, detail, title=title, request=request, headers=headers, **extra)
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
