@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.audits import data, drift, fairness, performance
+from service.audits import data, drift, fairness, performance, temporal
 from service.audits.context import AuditContext, SectionOutput
 
 AuditFn = Callable[[AuditContext], SectionOutput]
