@@ -504,3 +504,19 @@ def test_oot_after_flag_splits(tmp_path):
         roc_auc_score(df.loc[late, "y"], df.loc[late, "p"]), abs=1e-12
     )
     assert any(f.title == "Event rate shifts out of time" for f in findings)
+
+
+def test_period_auc_ci_agrees_with_naive_row_bootstrap(sba):
+    """The binned count-bootstrap CI vs a plain row bootstrap with scikit-learn on the same slice."""
+    _, sec, _, df = sba
+    row = next(p for p in sec.periods if p.period == "2006")
+    g = df[df["date"].dt.year == 2006]
+    y, p = g["Default"].to_numpy(), g["p"].to_numpy()
+    rng = np.random.default_rng(123)
+    reps = []
+    for _ in range(1000):
+        i = rng.integers(0, len(g), len(g))
+        reps.append(roc_auc_score(y[i], p[i]))
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    assert row.auc_ci[0] == pytest.approx(lo, abs=0.02)
+    assert row.auc_ci[1] == pytest.approx(hi, abs=0.02)
