@@ -23,6 +23,7 @@ delays a window or the scheduler; the outcome of each target is recorded on the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -82,28 +83,35 @@ def deliver(
     retries: int = 4,
     backoff: float = 1.0,
 ) -> Future[list[dict[str, Any]]]:
-    """Deliver to every target in the background; returns at once (a Future of the per-target outcomes)."""
+    """Deliver to every target in the background, each independently (a failing one delays no other).
 
-    def job() -> list[dict[str, Any]]:
-        out = []
-        for t in targets:
-            out.append(
-                send_webhook(
-                    str(t["webhook"]),
-                    payload,
-                    retries=int(t.get("retries", retries)),
-                    backoff=float(t.get("backoff", backoff)),
-                    headers=t.get("headers"),
-                )
-            )
+    Returns at once: a Future of the per-target outcomes, completed (and ``on_done`` called) when
+    every target has succeeded or used up its retries.
+    """
+    futures = [
+        _pool().submit(
+            send_webhook,
+            str(t["webhook"]),
+            payload,
+            retries=int(t.get("retries", retries)),
+            backoff=float(t.get("backoff", backoff)),
+            headers=t.get("headers"),
+        )
+        for t in targets
+    ]
+    done: Future[list[dict[str, Any]]] = Future()
+
+    def collect() -> None:
+        out = [f.result() for f in futures]
         if on_done is not None:
             try:
                 on_done(out)
-            except Exception:  # recording the outcome must not kill the pool thread
+            except Exception:  # recording the outcome must not lose the result
                 log.exception("recording alert delivery failed")
-        return out
+        done.set_result(out)
 
-    return _pool().submit(job)
+    threading.Thread(target=collect, name="assay-alerts-collect", daemon=True).start()
+    return done
 
 
 def build_payload(monitor: dict[str, Any], window: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:

@@ -188,9 +188,19 @@ def _ref_masses(cdf: np.ndarray) -> np.ndarray:
 
 
 def ks_wasserstein_exact(
-    ref_values: np.ndarray, ref_cdf: np.ndarray, x: np.ndarray, *, sample_weight: np.ndarray | None = None
+    ref_values: np.ndarray,
+    ref_cdf: np.ndarray,
+    x: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    linear: bool = False,
 ) -> tuple[float | None, float | None]:
-    """Exact KS and W1 between a (weighted) sample and a discrete reference given as (values, cdf)."""
+    """Exact KS and W1 between a (weighted) sample and the reference sketch (values, cdf).
+
+    ``linear=False``: the reference is the discrete distribution with that CDF (an exact ECDF).
+    ``linear=True`` (a quantile sketch of a continuous reference): W1 uses the piecewise-linear
+    reference quantile function through the sketch points, W1 = ∫₀¹ |Q_cur(p) − Q_ref(p)| dp.
+    """
     ok = np.isfinite(x)
     v = x[ok]
     if v.size == 0 or ref_values.size == 0:
@@ -207,11 +217,40 @@ def ks_wasserstein_exact(
     d = np.abs(fu - fv)
     ks = float(d.max())
     w1 = float((d[:-1] * np.diff(allv)).sum())
+    if linear and ref_values.size > 1:
+        w1 = _w1_quantile_linear(ref_values, ref_cdf, v, vcum)
     return ks, w1
 
 
+def _abs_linear_integral(da: np.ndarray, db: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """∫ over an interval of length h of |d(t)| where d goes linearly from da to db."""
+    same = da * db >= 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cross = h * (da**2 + db**2) / (2 * np.abs(da - db))
+    return np.where(same, h * np.abs(da + db) / 2, np.nan_to_num(cross))
+
+
+def _w1_quantile_linear(u: np.ndarray, cdf: np.ndarray, v_sorted: np.ndarray, vcum: np.ndarray) -> float:
+    p_ref = np.concatenate([[0.0], cdf]) if cdf[0] > 0 else cdf
+    q_ref = np.concatenate([[u[0]], u]) if cdf[0] > 0 else u
+    brk = np.union1d(p_ref, np.concatenate([[0.0], vcum]))
+    brk = brk[(brk >= 0) & (brk <= 1)]
+    a, b = brk[:-1], brk[1:]
+    mid = (a + b) / 2
+    qc = v_sorted[np.minimum(np.searchsorted(vcum, mid, side="left"), v_sorted.size - 1)]
+    ra = np.interp(a, p_ref, q_ref)
+    rb = np.interp(b, p_ref, q_ref)
+    return float(_abs_linear_integral(qc - ra, qc - rb, b - a).sum())
+
+
 def ks_wasserstein_binned(
-    ref_values: np.ndarray, ref_cdf: np.ndarray, cnt: np.ndarray, sums: np.ndarray, eq: np.ndarray
+    ref_values: np.ndarray,
+    ref_cdf: np.ndarray,
+    cnt: np.ndarray,
+    sums: np.ndarray,
+    eq: np.ndarray,
+    *,
+    linear: bool = False,
 ) -> tuple[float | None, float | None]:
     """KS and W1 from current counts in the sketch intervals (−∞,u0], (u0,u1], …, (u_last,∞).
 
@@ -246,6 +285,12 @@ def ks_wasserstein_binned(
         with np.errstate(invalid="ignore", divide="ignore"):
             lin = h * ((lvl - lo) ** 2 + (hi - lvl) ** 2) / (2 * np.maximum(hi - lo, 1e-300))
         contrib = np.where(cross, lin, contrib)
+        if linear:  # reference CDF linear between sketch points
+            ref_area = h * (g[:-1] + g[1:]) / 2
+            signed = area - ref_area
+            da, db = lo - g[:-1], hi - g[1:]
+            lin2 = _abs_linear_integral(da, db, h)
+            contrib = np.where(da * db >= 0, np.abs(signed), lin2)
         w1 += float(np.maximum(contrib, 0.0).sum())
     return ks, float(w1)
 
@@ -364,10 +409,14 @@ class NumericAccumulator:
         present = self.n - self.missing
         if self.keep_values and self.values:
             v = np.concatenate(self.values)
-            ks, w1 = ks_wasserstein_exact(self.u, self.cdf, v, sample_weight=np.concatenate(self.weights))
+            ks, w1 = ks_wasserstein_exact(
+                self.u, self.cdf, v, sample_weight=np.concatenate(self.weights), linear=not p.sketch_exact
+            )
             method = "exact"
         else:
-            ks, w1 = ks_wasserstein_binned(self.u, self.cdf, self.cnt, self.sums, self.eq)
+            ks, w1 = ks_wasserstein_binned(
+                self.u, self.cdf, self.cnt, self.sums, self.eq, linear=not p.sketch_exact
+            )
             method = "binned"
         norm = max(p.std or 0.0, 0.001)
         mr, rmr, md, mp = _missing(self.n, self.missing, p.n, p.missing)

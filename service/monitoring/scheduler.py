@@ -1,0 +1,139 @@
+"""Monitor schedules under ``assay serve``: APScheduler 3 with its job store in the Assay database.
+
+One job per scheduled monitor, id ``monitor:<id>``, cron from the monitor file (UTC). Why no run is
+ever duplicated, even across restarts:
+
+* the job store is persistent (table ``apscheduler_jobs`` in the same database) and jobs are added
+  with a fixed id and ``replace_existing=True``: a restart updates the one job, never adds a second;
+* ``coalesce=True``: runs missed while the server was down collapse into one run on start-up
+  (within ``misfire_grace_time``), and ``max_instances=1``: a slow window never overlaps the next;
+* each run claims its source file by inserting the window row first (unique monitor + file sha256),
+  so a CLI run and a scheduled run racing for the same file process it once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine
+
+from service.config import Settings
+
+log = logging.getLogger("assay.monitoring.scheduler")
+
+JOB_PREFIX = "monitor:"
+_ENGINES: dict[str, Engine] = {}
+
+TriggerFactory = Callable[[str], BaseTrigger]
+
+
+def cron_trigger(expr: str) -> BaseTrigger:
+    return CronTrigger.from_crontab(expr, timezone="UTC")
+
+
+def _engine(url: str) -> Engine:
+    if url not in _ENGINES:
+        from service.store.db import make_engine
+
+        _ENGINES[url] = make_engine(url=url)
+    return _ENGINES[url]
+
+
+def run_scheduled(monitor_id: str, url: str, data_dir: str) -> str:
+    """The scheduled job (module-level so the persistent job store can reference it by name)."""
+    from service.monitoring.monitor import run_window
+    from service.store.db import session_factory
+
+    try:
+        outcome = run_window(session_factory(_engine(url)), monitor_id, data_dir=Path(data_dir))
+    except Exception as exc:  # a failing window is recorded on the window row; the schedule goes on
+        log.error("monitor %s: window failed: %s", monitor_id, exc)
+        return f"failed: {exc}"
+    log.info("monitor %s: %s", monitor_id, outcome.message)
+    return outcome.message
+
+
+def sync_jobs(
+    scheduler: BackgroundScheduler,
+    engine: Engine,
+    settings: Settings,
+    *,
+    trigger_factory: TriggerFactory = cron_trigger,
+) -> list[str]:
+    """Make the scheduler's jobs match the monitors that have a schedule; returns the job ids."""
+    from service.monitoring import store
+    from service.store.db import session_factory
+
+    url = engine.url.render_as_string(hide_password=False)
+    with session_factory(engine)() as session:
+        wanted = {
+            f"{JOB_PREFIX}{m.id}": (m.id, m.config.get("schedule"))
+            for m in store.list_monitors(session, all_orgs=True)
+            if m.config.get("schedule")
+        }
+    for job in scheduler.get_jobs():
+        if job.id.startswith(JOB_PREFIX) and job.id not in wanted:
+            job.remove()
+    for job_id, (mid, cron) in wanted.items():
+        scheduler.add_job(
+            run_scheduled,
+            trigger=trigger_factory(str(cron)),
+            id=job_id,
+            name=f"monitor {mid}",
+            args=[mid, url, str(settings.data_dir.resolve())],
+            replace_existing=True,
+        )
+    return sorted(wanted)
+
+
+def start(
+    settings: Settings,
+    engine: Engine,
+    *,
+    trigger_factory: TriggerFactory = cron_trigger,
+    resync_seconds: int | None = 60,
+) -> BackgroundScheduler:
+    """Start the background scheduler (called by ``assay serve``); returns it (``.shutdown()`` to stop)."""
+    from service.store.migrate import upgrade
+
+    upgrade(engine)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
+        executors={"default": ThreadPoolExecutor(max_workers=2)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
+        timezone="UTC",
+    )
+    scheduler.start()
+    _RUNNING[engine.url.render_as_string(hide_password=False)] = scheduler
+    sync_jobs(scheduler, engine, settings, trigger_factory=trigger_factory)
+    if resync_seconds:
+        # monitors created through the API after start-up get their job within a minute
+        scheduler.add_job(
+            _resync,
+            "interval",
+            seconds=resync_seconds,
+            id="assay:monitor-resync",
+            args=[engine.url.render_as_string(hide_password=False), str(settings.data_dir)],
+            replace_existing=True,
+        )
+    return scheduler
+
+
+def _resync(url: str, data_dir: str) -> None:
+    sched = _RUNNING.get(url)
+    if sched is not None:
+        sync_jobs(sched, _engine(url), Settings(data_dir=Path(data_dir)))
+
+
+_RUNNING: dict[str, Any] = {}
+
+
+__all__ = ["JOB_PREFIX", "cron_trigger", "run_scheduled", "start", "sync_jobs"]
