@@ -1,11 +1,12 @@
 """Drift numbers vs evidently 0.7.23 on the same data (the oracle named in issue 9).
 
-Equal within 1e-6: KS p-value (asymptotic Smirnov: scipy's ``ks_2samp`` default, which evidently calls,
-switches to the exact distribution when both samples have at most 10,000 rows; windows here are larger,
-so both use the asymptotic formula — that convention difference is documented), normed Wasserstein, Jensen–Shannon distance (categorical), chi-square
-p-value, categorical PSI. Numeric PSI: evidently bins on ``np.histogram_bin_edges(ref+cur, "sturges")``
-(equal width) where we use reference deciles (SPEC.md §3), so the values differ by design; we check
-that our PSI formula applied to evidently's own bins gives evidently's number.
+Equal within 1e-6: the KS p-value, normed Wasserstein, Jensen–Shannon distance (categorical),
+chi-square p-value and categorical PSI. KS p-value convention: ours is always the asymptotic Smirnov
+p-value; scipy's ``ks_2samp`` default (which evidently calls) switches to the exact distribution when
+both samples have at most 10,000 rows, so the samples here are larger and both sides are asymptotic.
+Numeric PSI: evidently bins on ``np.histogram_bin_edges(ref+cur, "sturges")`` (equal width) where we
+use reference deciles (SPEC.md §3), so the values differ by design; we check that our PSI formula
+applied to evidently's own bins gives evidently's number.
 """
 
 from __future__ import annotations
