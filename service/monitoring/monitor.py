@@ -84,10 +84,10 @@ class MonitorSpec(BaseModel):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from apscheduler.triggers.cron import CronTrigger
+        from service.monitoring.scheduler import cron_trigger
 
         try:
-            CronTrigger.from_crontab(v, timezone="UTC")
+            cron_trigger(v)
         except ValueError as exc:
             raise ValueError(f"not a 5-field cron expression ({exc}): {v!r}") from None
         return v

@@ -35,8 +35,47 @@ _ENGINES: dict[str, Engine] = {}
 TriggerFactory = Callable[[str], BaseTrigger]
 
 
+_DOW = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def _dow_field(field: str) -> str:
+    """Standard cron day-of-week (0 or 7 = Sunday) as APScheduler 3 names.
+
+    APScheduler 3 numbers days from Monday = 0, and ``CronTrigger.from_crontab`` passes the field
+    through unchanged, so "0 6 * * 1" would fire on Tuesdays. Numbers are translated to names here.
+    """
+    out: list[str] = []
+    for tok in field.split(","):
+        body, _, step = tok.partition("/")
+        if body in ("*", "?") and not step:
+            return "*"
+        if any(ch.isalpha() for ch in body):
+            out.append(tok)
+            continue
+        if body in ("*", "?"):
+            lo, hi = 0, 6
+        elif "-" in body:
+            a, b = body.split("-", 1)
+            lo, hi = int(a), int(b)
+        else:
+            lo = hi = int(body)
+        if step and "-" not in body and body not in ("*", "?"):
+            hi = 6
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi):
+            raise ValueError(f"day of week {tok!r} is not in 0-7")
+        out.extend(_DOW[d % 7] for d in range(lo, hi + 1, int(step) if step else 1))
+    return ",".join(dict.fromkeys(out))
+
+
 def cron_trigger(expr: str) -> BaseTrigger:
-    return CronTrigger.from_crontab(expr, timezone="UTC")
+    """A UTC trigger from a standard 5-field cron expression (minute hour day month day-of-week)."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month day-of-week), got {len(fields)}")
+    minute, hour, day, month, dow = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=_dow_field(dow), timezone="UTC"
+    )
 
 
 def _engine(url: str) -> Engine:

@@ -1,0 +1,87 @@
+"""``assay monitor`` as a user runs it: bad monitor files exit 2 naming the key; run → labels → history."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from tests.monitoring.conftest import SHIFT, write_monitor
+
+
+def _bad(tmp_path, doc: dict) -> str:
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return str(p)
+
+
+GOOD = {
+    "name": "m",
+    "audit": str(SHIFT / "audit.yaml"),
+    "reference": str(SHIFT / "reference.csv"),
+    "source": str(SHIFT / "incoming" / "*.csv"),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"colour": "red"}, "colour", "unknown key 'colour'"),
+        ({"schedule": "every monday"}, "schedule", "not a 5-field cron expression"),
+        ({"schedule": "0 6 * * 9"}, "schedule", "day of week '9' is not in 0-7"),
+        ({"alerts": [{"webhook": "ftp://x"}]}, "alerts.0.webhook", "must be an http(s) URL"),
+        ({"reference": None}, "reference", "Input should be a valid string"),
+        ({"trend_windows": 1}, "trend_windows", "greater than or equal to 2"),
+    ],
+)
+def test_bad_monitor_file_exits_2_naming_the_key(tmp_path, change, field, message):
+    doc = {**GOOD, **change}
+    r = run_cli("monitor", "run", _bad(tmp_path, doc), env={"ASSAY_DATA_DIR": str(tmp_path / "d")})
+    assert r.returncode == 2, r.stderr
+    assert f"field '{field}'" in r.stderr and message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_reference_and_bad_categorical_exit_2(tmp_path):
+    env = {"ASSAY_DATA_DIR": str(tmp_path / "d")}
+    r = run_cli("monitor", "run", _bad(tmp_path, {**GOOD, "reference": "nope.csv"}), env=env)
+    assert r.returncode == 2 and "field 'reference': reference file not found" in r.stderr
+    r = run_cli("monitor", "run", _bad(tmp_path, {**GOOD, "categorical": ["SEX"]}), env=env)
+    assert r.returncode == 2 and "field 'categorical': 'SEX' is not a model feature" in r.stderr
+    r = run_cli("monitor", "run", str(tmp_path / "absent.yaml"), env=env)
+    assert r.returncode == 2 and "file not found" in r.stderr
+
+
+def test_run_labels_history_report(tmp_path):
+    env = {"ASSAY_DATA_DIR": str(tmp_path / "d")}
+    mon = str(write_monitor(tmp_path))
+    out = tmp_path / "w1.json"
+    r = run_cli("monitor", "run", mon, "--out", str(out), "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "window 1 (window_2.csv): 5000 rows" in r.stdout
+    w = json.loads(out.read_text())
+    ref = pd.read_csv(SHIFT / "reference.csv")["LIMIT_BAL"].to_numpy(float)
+    cur = pd.read_csv(SHIFT / "incoming" / "window_2.csv")["LIMIT_BAL"].to_numpy(float)
+    edges = np.unique(np.quantile(ref, np.arange(1, 10) / 10))
+    # SPEC bins (−∞,e1], (e1,e2], …, (ek,∞): counts from "≤ edge" comparisons
+    e = np.maximum(np.diff([0, *[(ref <= x).sum() for x in edges], ref.size]) / ref.size, 1e-4)
+    a = np.maximum(np.diff([0, *[(cur <= x).sum() for x in edges], cur.size]) / cur.size, 1e-4)
+    psi = float(np.sum((a - e) * np.log(a / e)))
+    assert w["drift"]["features"]["LIMIT_BAL"]["psi"] == pytest.approx(psi, abs=1e-12)
+    r = run_cli("monitor", "run", mon, "--file", str(SHIFT / "incoming" / "window_3.csv"), "-q", env=env)
+    assert r.returncode == 0 and "window 2 (window_3.csv)" in r.stdout, r.stderr
+    lab = tmp_path / "w3.json"
+    labels = str(SHIFT / "labels" / "window_3.csv")
+    r = run_cli("monitor", "labels", mon, labels, "--window", "2", "--out", str(lab), "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(lab.read_text())["performance"]["n"] == 5000
+    hist = tmp_path / "h.json"
+    r = run_cli("monitor", "history", mon, "--out", str(hist), "-q", env=env)
+    assert r.returncode == 0
+    h = json.loads(hist.read_text())
+    assert [p["seq"] for p in h["windows"]] == [1, 2] and h["windows"][1]["auc"] is not None
+    assert h["windows"][0]["auc"] is None  # no labels for window 1 yet
