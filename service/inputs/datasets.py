@@ -112,11 +112,13 @@ def _read_parquet(p: Path, label: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
+        _check_duplicates(list(pq.read_schema(p).names), p, label)
         table = pq.read_table(p)
+    except InputError:
+        raise
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise InputError(f"not a readable Parquet file ({exc})", file=str(p), field=label) from None
-    names = table.column_names
-    _check_duplicates(names, p, label)
+        msg = str(exc).splitlines()[0]
+        raise InputError(f"not a readable Parquet file ({msg})", file=str(p), field=label) from None
     return table.to_pandas()
 
 
