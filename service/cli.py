@@ -116,6 +116,7 @@ def demo(
 # Further commands register themselves here (one line each): reasons, monitor, serve, keys.
 _COMMAND_MODULES: list[str] = [
     "service.cli_server",
+    "service.cli_report",
     "service.cli_monitor",
 ]
 
