@@ -162,12 +162,14 @@ def run_job(sessions: sessionmaker[Session], store: ArtifactStore, job_id: str) 
             s.execute(update(AuditJob).where(AuditJob.id == job_id).values(progress=msg[:500]))
             s.commit()
 
+    paths: dict[str, str] = {}
     try:
         with sessions() as s:
             job = s.get(AuditJob, job_id)
             assert job is not None
             original = dict(job.spec)
             resolved = resolve_spec(s, store, job.org_id, original)
+        paths = {resolved[k]: original[k] for k in ID_FIELDS if original.get(k) is not None}
         spec = parse_spec(resolved, source="spec", base_dir=Path(tempfile.gettempdir()))
         result = build_result(spec, allow_pickle=False, progress=progress, run_id=job_id)
         _restore_ids(result, original)
@@ -186,16 +188,19 @@ def run_job(sessions: sessionmaker[Session], store: ArtifactStore, job_id: str) 
             error=None,
         )
     except InputError as exc:
-        _finish(sessions, job_id, status="failed", progress="failed", error=exc.render())
+        error = _scrub(exc.render(), paths, store)
+        _finish(sessions, job_id, status="failed", progress="failed", error=error)
     except Exception as exc:  # the job fails with a reason; the worker survives
         log.exception("audit job %s failed", job_id)
-        _finish(
-            sessions,
-            job_id,
-            status="failed",
-            progress="failed",
-            error=f"internal error while auditing: {type(exc).__name__}: {exc}"[:2000],
-        )
+        error = _scrub(f"internal error while auditing: {type(exc).__name__}: {exc}", paths, store)
+        _finish(sessions, job_id, status="failed", progress="failed", error=error[:2000])
+
+
+def _scrub(text: str, paths: dict[str, str], store: ArtifactStore) -> str:
+    """Error text for the caller: artifact paths become upload ids, no server-side folder is shown."""
+    for path, ref in paths.items():
+        text = text.replace(path, ref)
+    return text.replace(str(store.root), "<artifacts>")
 
 
 def _restore_ids(result: Any, original: dict[str, Any]) -> None:
