@@ -66,7 +66,7 @@ def group_tables(
     *,
     prob: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
-    n_bins: int = 100,
+    n_bins: int = 32,
 ) -> GroupTables:
     """Reduce rows to the per-group count tables described in the module docstring."""
     yy = np.asarray(y).astype(np.int64)
@@ -183,9 +183,7 @@ def confusion_rates(cw: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def smd_from_sums(
-    sw: np.ndarray, sx: np.ndarray, sx2: np.ndarray, ref: int
-) -> tuple[np.ndarray, np.ndarray]:
+def smd_from_sums(sw: np.ndarray, sx: np.ndarray, sx2: np.ndarray, ref: int) -> tuple[np.ndarray, np.ndarray]:
     """SMD of every group vs group ``ref`` on the last axis, and the pooled SD.
 
     SMD = (μ_g − μ_c) / σ_pooled, σ²_pooled = ((n_g − 1)s_g² + (n_c − 1)s_c²) / (n_g + n_c − 2)
@@ -211,12 +209,38 @@ class Replicates:
     auc: np.ndarray
 
 
-def bootstrap_tables(t: GroupTables, ref: int, n_boot: int, rng: np.random.Generator) -> Replicates:
+def bootstrap_tables(
+    t: GroupTables, ref: int, n_boot: int, rng: np.random.Generator, *, active: np.ndarray | None = None
+) -> Replicates:
     """Stratified multinomial bootstrap of the confusion and score-bin tables (counts, not rows).
 
     A replicate's weighted count in a cell is its resampled count × the cell's mean weight
-    (``_stats`` convention). Groups are resampled independently with their sizes fixed.
+    (``_stats`` convention). Groups are resampled independently with their sizes fixed. Only the
+    ``active`` groups (and the reference) are resampled; the others get NaN replicates.
     """
+    k_all = t.k
+    act = np.ones(k_all, dtype=bool) if active is None else np.asarray(active, dtype=bool).copy()
+    act[ref] = True
+    idx = np.flatnonzero(act)
+    sub = GroupTables(*(None if v is None else v[idx] for v in _fields(t)))  # type: ignore[arg-type]
+    reps = _bootstrap_active(sub, int(np.searchsorted(idx, ref)), n_boot, rng)
+    if idx.size == k_all:
+        return reps
+
+    def embed(a: np.ndarray) -> np.ndarray:
+        full = np.full((n_boot, k_all), np.nan)
+        full[:, idx] = a
+        return full
+
+    rates = {k: embed(v) for k, v in reps.rates.items()}
+    return Replicates(rates, embed(reps.air), embed(reps.smd), embed(reps.auc))
+
+
+def _fields(t: GroupTables) -> list:
+    return [getattr(t, f) for f in t.__dataclass_fields__]
+
+
+def _bootstrap_active(t: GroupTables, ref: int, n_boot: int, rng: np.random.Generator) -> Replicates:
     reps_c = bootstrap_counts(t.cells_n, n_boot, rng, stratified=True)  # (B, k, 4)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_w = np.where(t.cells_n > 0, t.cells_w / np.maximum(t.cells_n, 1), 0.0)

@@ -44,12 +44,13 @@ from service.audits._fairness_tables import (
     FP,
     TP,
     GroupTables,
+    Replicates,
     bootstrap_tables,
     confusion_rates,
     group_tables,
     smd_from_sums,
 )
-from service.audits._stats import _f, benjamini_hochberg, ci_pair, percentile_ci, proportion_test
+from service.audits._stats import _f, benjamini_hochberg, percentile_ci, proportion_test
 from service.audits.context import AuditContext, NotApplicable, ProtectedGroups, SectionOutput, Split
 from service.config import PolicySpec
 from service.findings import finding
@@ -66,7 +67,8 @@ RATE_METRICS = (
 COMPARED = (*RATE_METRICS, "auc", "smd_score_mean")
 CI_METHOD = (
     "95% percentile bootstrap, multinomial resampling of each group's count tables (confusion cells; "
-    "score-quantile bins × outcome for AUC and SMD), groups resampled independently with sizes fixed; "
+    "32 pooled-score quantile bins × outcome, cell sums of score and score², for AUC and SMD), "
+    "groups resampled independently with sizes fixed; "
     "AUC intervals are re-centred on the exact AUC (bin discretisation shift removed); seeded"
 )
 
@@ -185,7 +187,7 @@ def group_fairness(
     min_group_size: int = 30,
     n_boot: int = 1000,
     rng: np.random.Generator,
-    n_bins: int = 100,
+    n_bins: int = 32,
 ) -> dict[str, GroupFairness]:
     """Fairness metrics of every group against the reference group, with CIs and raw p-values.
 
@@ -225,24 +227,37 @@ def group_fairness(
     with np.errstate(invalid="ignore", divide="ignore"):
         air = np.where(fav[ref] > 0, fav / fav[ref], np.nan)
     keep = t.n >= min_group_size
-    reps = bootstrap_tables(t, ref, n_boot, rng) if n_boot > 0 else None
+    reps = bootstrap_tables(t, ref, n_boot, rng, active=keep) if n_boot > 0 else None
+    cis = _all_cis(reps)
 
     out: dict[str, GroupFairness] = {}
     ref_n = t.n[ref]
     for g, name in enumerate(groups):
         out[name] = _one_group(
-            t, g, ref, rates, air, smd, reps, keep, fav, sw, prob is not None, air_min, min_group_size, ref_n
+            t, g, ref, rates, air, smd, cis, keep, fav, sw, prob is not None, air_min, min_group_size, ref_n
         )
     return out
 
 
-def _ci(reps: np.ndarray | None, g: int, shift: float = 0.0) -> list[float | None] | None:
+def _all_cis(reps: Replicates | None) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Percentile intervals of every metric for all groups at once (one quantile call per metric)."""
     if reps is None:
         return None
-    lo, hi = percentile_ci(reps[:, g])
+    mats = {**reps.rates, "air": reps.air, "smd": reps.smd, "auc": reps.auc}
+    out = {}
+    for k, v in mats.items():
+        lo, hi = percentile_ci(v, axis=0)
+        out[k] = (np.asarray(lo, dtype="float64"), np.asarray(hi, dtype="float64"))
+    return out
+
+
+def _ci(cis: dict[str, tuple[np.ndarray, np.ndarray]] | None, key: str, g: int, shift: float = 0.0):
+    if cis is None:
+        return None
+    lo, hi = _f(cis[key][0][g]), _f(cis[key][1][g])
     if lo is None or hi is None:
         return None
-    return ci_pair(_f(float(lo) + shift), _f(float(hi) + shift))  # type: ignore[arg-type]
+    return [lo + shift, hi + shift]
 
 
 def _one_group(
@@ -252,7 +267,7 @@ def _one_group(
     rates: dict[str, np.ndarray],
     air: np.ndarray,
     smd: np.ndarray,
-    reps: Any,
+    cis: dict[str, tuple[np.ndarray, np.ndarray]] | None,
     keep: np.ndarray,
     fav: np.ndarray,
     sw: np.ndarray,
@@ -287,14 +302,14 @@ def _one_group(
         undefined["auc"] = "AUC needs both events and non-events in the group"
     ref_ok = bool(keep[ref])
     out = GroupFairness(**base, **vals, auc=auc)
-    if reps is not None:
-        out.adverse_rate_ci = _ci(reps.rates["adverse_rate"], g)
+    if cis is not None:
+        out.adverse_rate_ci = _ci(cis, "adverse_rate", g)
         for k in ("true_positive_rate", "false_positive_rate", "false_negative_rate", "precision"):
             if vals[k] is not None:
-                setattr(out, f"{k}_ci", _ci(reps.rates[k], g))
+                setattr(out, f"{k}_ci", _ci(cis, k, g))
         if auc is not None:
             shift = float(t.auc[g] - t.auc_binned[g]) if np.isfinite(t.auc_binned[g]) else 0.0
-            out.auc_ci = _ci(reps.auc, g, shift)
+            out.auc_ci = _ci(cis, "auc", g, shift)
     if has_prob and t.sum_p is not None and sw[g] > 0:
         obs = events / float(sw[g])
         pred = float(t.sum_p[g] / sw[g])
@@ -315,8 +330,8 @@ def _one_group(
         undefined["air"] = "the reference group has no favorable decisions (denominator 0)"
     else:
         out.air = _f(air[g])
-        if reps is not None:
-            out.air_ci = [1.0, 1.0] if g == ref else _ci(reps.air, g)
+        if cis is not None:
+            out.air_ci = [1.0, 1.0] if g == ref else _ci(cis, "air", g)
         target = air_min * float(fav[ref]) * float(sw[g])
         need = target - float(fav[g] * sw[g])
         out.shortfall = float(max(0, math.ceil(need - 1e-9)))
@@ -325,8 +340,8 @@ def _one_group(
     out.smd = _f(smd[g])
     if out.smd is None:
         undefined["smd"] = "pooled standard deviation of the score is 0 or undefined"
-    elif reps is not None:
-        out.smd_ci = [0.0, 0.0] if g == ref else _ci(reps.smd, g)
+    elif cis is not None:
+        out.smd_ci = [0.0, 0.0] if g == ref else _ci(cis, "smd", g)
     if g != ref:
         fav_g, fav_r = float(fav[g] * sw[g]), float(fav[ref] * sw[ref])
         out.air_p_value, out.air_test = _test(fav_g, float(sw[g]), fav_r, float(sw[ref]))
@@ -460,15 +475,28 @@ def split_fairness(split: Split, policy: PolicySpec, n_boot: int, rng: np.random
     attrs: dict[str, AttributeFairness] = {}
     for name, pg in split.protected.items():
         attrs[name] = _block(
-            split, pg.groups, pg.membership, pg.reference, policy, n_boot, rng,
-            estimated=pg.estimated, method=pg.method,
+            split,
+            pg.groups,
+            pg.membership,
+            pg.reference,
+            policy,
+            n_boot,
+            rng,
+            estimated=pg.estimated,
+            method=pg.method,
         )
     inter = None
     if len(split.protected) >= 2:
         pgs = list(split.protected.values())
         labels, mem, ref = intersect(pgs)
         inter = _block(
-            split, labels, mem, ref, policy, n_boot, rng,
+            split,
+            labels,
+            mem,
+            ref,
+            policy,
+            n_boot,
+            rng,
             estimated=any(p.estimated for p in pgs),
             method="product of memberships" if any(p.estimated for p in pgs) else "observed",
             attributes=[p.name for p in pgs],

@@ -1,0 +1,505 @@
+"""Fairness audit vs independent computations: fairlearn MetricFrame, AIF360, scipy, direct formulas.
+
+Tolerances: ``EXACT`` for quantities computed from the same counts by another library (floating
+point only); CI checks compare the bootstrap interval with an analytic interval and allow for the
+Monte-Carlo error of 1,000 replicates.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import aif360.sklearn.metrics as aif
+import fairlearn.metrics as fl_metrics
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import precision_score, roc_auc_score
+
+from service.audits import fairness
+from service.audits.context import AuditContext, Split
+
+EXACT = 1e-10
+MC_REL = 0.15  # bootstrap half-width vs analytic half-width, relative, for 1,000 replicates
+
+
+@pytest.fixture(scope="module")
+def german_out(german_ctx):
+    return fairness.run(german_ctx)
+
+
+@pytest.fixture(scope="module")
+def taiwan_out(taiwan_ctx):
+    return fairness.run(taiwan_ctx)
+
+
+def _labels(split: Split, name: str) -> pd.Series:
+    return pd.Series(split.protected[name].labels(), name=name)
+
+
+def _metric_frame(split: Split, sensitive, *, sample_weight=None):
+    y = split.y.astype(int)
+    yp = split.adverse.astype(int)
+    params = None
+    if sample_weight is not None:
+        params = {k: {"sample_weight": sample_weight} for k in ("sel", "tpr", "fpr", "fnr", "prec", "n")}
+    mf = fl_metrics.MetricFrame(
+        metrics={
+            "sel": fl_metrics.selection_rate,
+            "tpr": fl_metrics.true_positive_rate,
+            "fpr": fl_metrics.false_positive_rate,
+            "fnr": fl_metrics.false_negative_rate,
+            "prec": lambda yt, yp_, sample_weight=None: precision_score(
+                yt, yp_, zero_division=np.nan, sample_weight=sample_weight
+            ),
+            "n": fl_metrics.count,
+        },
+        y_true=y,
+        y_pred=yp,
+        sensitive_features=sensitive,
+        sample_params=params,
+    )
+    auc = fl_metrics.MetricFrame(
+        metrics=roc_auc_score, y_true=y, y_pred=split.risk, sensitive_features=sensitive
+    )
+    return mf.by_group, auc.by_group
+
+
+def _check_group_against_fairlearn(gf, row, auc):
+    assert gf.n == row["n"]
+    assert gf.adverse_rate == pytest.approx(row["sel"], abs=EXACT)
+    assert gf.favorable_rate == pytest.approx(1 - row["sel"], abs=EXACT)
+    assert gf.true_positive_rate == pytest.approx(row["tpr"], abs=EXACT)
+    assert gf.false_positive_rate == pytest.approx(row["fpr"], abs=EXACT)
+    assert gf.false_negative_rate == pytest.approx(row["fnr"], abs=EXACT)
+    assert gf.precision == pytest.approx(row["prec"], abs=EXACT)
+    assert gf.auc == pytest.approx(auc, abs=EXACT)
+
+
+@pytest.mark.parametrize("ctx_name", ["german_ctx", "taiwan_ctx"])
+def test_every_attribute_metric_matches_fairlearn(ctx_name, request):
+    ctx: AuditContext = request.getfixturevalue(ctx_name)
+    out = fairness.run(ctx)
+    sec = out.section
+    checked = 0
+    for name in ctx.dev.protected:
+        by_group, auc = _metric_frame(ctx.dev, _labels(ctx.dev, name))
+        block = sec.attributes[name]
+        assert set(block.groups) == set(by_group.index)
+        for g, gf in block.groups.items():
+            if gf.suppressed:
+                assert gf.n < ctx.spec.policy.min_group_size and gf.air is None
+                continue
+            _check_group_against_fairlearn(gf, by_group.loc[g], auc.loc[g])
+            checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.parametrize("ctx_name", ["german_ctx", "taiwan_ctx"])
+def test_intersections_match_fairlearn_multiindex(ctx_name, request):
+    ctx: AuditContext = request.getfixturevalue(ctx_name)
+    sec = fairness.run(ctx).section
+    names = list(ctx.dev.protected)
+    frame = pd.concat([_labels(ctx.dev, n) for n in names], axis=1)
+    by_group, auc = _metric_frame(ctx.dev, frame)
+    by_group = by_group[by_group["n"] > 0]  # fairlearn lists every combination, empty ones too
+    inter = sec.intersections
+    assert inter is not None and inter.attributes == names
+    assert inter.reference == "|".join(f"{n}={ctx.dev.protected[n].reference}" for n in names)
+    # every non-empty fairlearn cell is a key, and nothing else
+    keys = {"|".join(f"{n}={v}" for n, v in zip(names, idx, strict=True)) for idx in by_group.index}
+    assert set(inter.groups) == keys
+    live = 0
+    for idx, row in by_group.iterrows():
+        key = "|".join(f"{n}={v}" for n, v in zip(names, idx, strict=True))
+        gf = inter.groups[key]
+        if row["n"] < ctx.spec.policy.min_group_size:
+            assert gf.suppressed and gf.n == row["n"] and gf.adverse_rate is None and gf.auc is None
+            assert "min_group_size" in gf.suppressed_reason
+            continue
+        assert not gf.suppressed
+        _check_group_against_fairlearn(gf, row, auc.loc[idx])
+        live += 1
+    assert live >= 4
+
+
+@pytest.mark.parametrize("ctx_name", ["german_ctx", "taiwan_ctx"])
+def test_summary_matches_fairlearn_disparity_functions(ctx_name, request):
+    ctx: AuditContext = request.getfixturevalue(ctx_name)
+    sec = fairness.run(ctx).section
+    y = ctx.dev.y.astype(int)
+    adv = ctx.dev.adverse.astype(int)
+    compared = 0
+    for name in ctx.dev.protected:
+        block = sec.attributes[name]
+        live = block.summary.groups_compared
+        lab = _labels(ctx.dev, name)
+        keep = lab.isin(live).to_numpy()
+        s = lab[keep]
+        dpr = fl_metrics.demographic_parity_ratio(y[keep], 1 - adv[keep], sensitive_features=s)
+        dpd = fl_metrics.demographic_parity_difference(y[keep], 1 - adv[keep], sensitive_features=s)
+        eod = fl_metrics.equalized_odds_difference(y[keep], adv[keep], sensitive_features=s)
+        eor = fl_metrics.equalized_odds_ratio(y[keep], adv[keep], sensitive_features=s)
+        assert block.summary.demographic_parity_ratio == pytest.approx(dpr, abs=EXACT)
+        assert block.summary.demographic_parity_difference == pytest.approx(dpd, abs=EXACT)
+        assert block.summary.equalized_odds_difference == pytest.approx(eod, abs=EXACT)
+        assert block.summary.equalized_odds_ratio == pytest.approx(eor, abs=EXACT)
+        compared += 1
+    assert compared == len(ctx.dev.protected)
+
+
+def test_air_and_spd_match_aif360(german_out, german_ctx):
+    sec = german_out.section
+    y = german_ctx.dev.y.astype(int)
+    fav = (~german_ctx.dev.adverse).astype(int)
+    for name in german_ctx.dev.protected:
+        block = sec.attributes[name]
+        lab = _labels(german_ctx.dev, name)
+        for g, gf in block.groups.items():
+            if g == block.reference:
+                assert gf.air == 1.0 and gf.air_ci == [1.0, 1.0]
+                continue
+            keep = lab.isin([g, block.reference]).to_numpy()
+            idx = pd.Index(lab[keep].to_numpy(), name=name)
+            yt = pd.Series(y[keep], index=idx)
+            yp = pd.Series(fav[keep], index=idx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dir_ = aif.disparate_impact_ratio(
+                    yt, yp, prot_attr=name, priv_group=block.reference, pos_label=1
+                )
+                spd = aif.statistical_parity_difference(
+                    yt, yp, prot_attr=name, priv_group=block.reference, pos_label=1
+                )
+            assert gf.air == pytest.approx(dir_, abs=EXACT)
+            assert gf.differences["favorable_rate"] == pytest.approx(spd, abs=EXACT)
+
+
+def test_tests_smd_calibration_and_shortfall_by_direct_formulas(taiwan_out, taiwan_ctx):
+    """p-values vs scipy, SMD vs numpy, calibration vs pandas, shortfall vs its definition."""
+    sec = taiwan_out.section
+    sp = taiwan_ctx.dev
+    air_min = taiwan_ctx.spec.policy.air_min
+    name = "age"
+    block = sec.attributes[name]
+    lab = _labels(sp, name).to_numpy()
+    ref = block.reference
+    r_mask = lab == ref
+    checked = 0
+    for g, gf in block.groups.items():
+        if g == ref or gf.suppressed:
+            continue
+        g_mask = lab == g
+        # AIR test: the two-proportion z (all expected cells >= 5 here), by the textbook formula
+        x1, n1 = (~sp.adverse[g_mask]).sum(), g_mask.sum()
+        x2, n2 = (~sp.adverse[r_mask]).sum(), r_mask.sum()
+        assert gf.air_test == "two_proportion_z"
+        pbar = (x1 + x2) / (n1 + n2)
+        z = (x1 / n1 - x2 / n2) / math.sqrt(pbar * (1 - pbar) * (1 / n1 + 1 / n2))
+        assert gf.air_p_value == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+        # SMD: pooled SD (REGULATORY.md b.3) and its t test = scipy's equal-variance t test
+        a, b = sp.risk[g_mask], sp.risk[r_mask]
+        pooled = math.sqrt(
+            ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+        )
+        assert gf.smd == pytest.approx((a.mean() - b.mean()) / pooled, abs=1e-9)
+        assert gf.smd_p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=True).pvalue, rel=1e-6)
+        # calibration by group
+        assert gf.calibration.observed_rate == pytest.approx(sp.y[g_mask].mean(), abs=EXACT)
+        assert gf.calibration.mean_predicted == pytest.approx(sp.prob[g_mask].mean(), abs=1e-12)
+        # shortfall: smallest k with (x1 + k) / n1 >= air_min * x2 / n2
+        need = air_min * (x2 / n2) * n1 - x1
+        k = max(0, math.ceil(need - 1e-9))
+        assert gf.shortfall == k
+        assert (x1 + k) / n1 >= air_min * x2 / n2 - 1e-12
+        assert k == 0 or (x1 + k - 1) / n1 < air_min * x2 / n2
+        # FPR gap test among non-events
+        ne_g, ne_r = g_mask & (sp.y == 0), r_mask & (sp.y == 0)
+        table = [
+            [sp.adverse[ne_g].sum(), (~sp.adverse[ne_g]).sum()],
+            [sp.adverse[ne_r].sum(), (~sp.adverse[ne_r]).sum()],
+        ]
+        if gf.false_positive_rate_test == "fisher_exact":
+            expected = stats.fisher_exact(table).pvalue
+        else:
+            expected = stats.chi2_contingency(table, correction=False).pvalue  # = two-proportion z, squared
+        assert gf.false_positive_rate_p_value == pytest.approx(expected, rel=1e-6)
+        checked += 1
+    assert checked >= 2
+
+
+def test_fisher_exact_used_for_small_cells():
+    rng = np.random.default_rng(1)
+    n = 200
+    groups = np.array([0] * 160 + [1] * 40)
+    adverse = np.zeros(n, dtype=bool)
+    adverse[:2] = True  # 2 adverse in the reference, 3 in the small group: expected adverse cells < 5
+    adverse[160:163] = True
+    y = rng.integers(0, 2, n)
+    m = np.eye(2)[groups]
+    res = fairness.group_fairness(
+        y, adverse, rng.random(n), m, ["ref", "g"], reference="ref", n_boot=0, rng=rng
+    )
+    g = res["g"]
+    assert g.air_test == "fisher_exact"
+    table = [[37, 3], [158, 2]]
+    assert g.air_p_value == pytest.approx(stats.fisher_exact(table).pvalue, rel=1e-12)
+
+
+def test_bh_q_values_match_scipy(taiwan_out):
+    sec = taiwan_out.section
+    ps, qs = [], []
+    blocks = [*sec.attributes.values(), sec.intersections]
+    for b in blocks:
+        for gf in b.groups.values():
+            for m in ("air", "smd", "false_positive_rate", "false_negative_rate"):
+                p = getattr(gf, f"{m}_p_value")
+                if p is not None:
+                    ps.append(p)
+                    qs.append(getattr(gf, f"{m}_q_value"))
+    assert len(ps) == sec.tests > 20
+    np.testing.assert_allclose(qs, stats.false_discovery_control(ps, method="bh"), rtol=1e-12)
+
+
+def test_cis_agree_with_analytic_intervals(taiwan_out, taiwan_ctx):
+    """Bootstrap CI half-widths vs Katz log-ratio (AIR), Wald (rates), Hedges–Olkin (SMD),
+    Hanley–McNeil (AUC); each CI also contains its point estimate."""
+    sec = taiwan_out.section
+    sp = taiwan_ctx.dev
+    block = sec.attributes["sex"]
+    lab = _labels(sp, "sex").to_numpy()
+    g, ref = "female", block.reference
+    gf = block.groups[g]
+    gm, rm = lab == g, lab == ref
+
+    def half(ci):
+        return (ci[1] - ci[0]) / 2
+
+    for ci, val in (
+        (gf.air_ci, gf.air),
+        (gf.smd_ci, gf.smd),
+        (gf.auc_ci, gf.auc),
+        (gf.adverse_rate_ci, gf.adverse_rate),
+    ):
+        assert ci[0] <= val <= ci[1]
+    # AIR: Katz: se(log RR) = sqrt((1-p1)/x1 + (1-p2)/x2); 95% CI half-width in log space
+    x1, n1 = (~sp.adverse[gm]).sum(), gm.sum()
+    x2, n2 = (~sp.adverse[rm]).sum(), rm.sum()
+    se = math.sqrt((1 - x1 / n1) / x1 + (1 - x2 / n2) / x2)
+    lo, hi = math.exp(math.log(gf.air) - 1.96 * se), math.exp(math.log(gf.air) + 1.96 * se)
+    assert half(gf.air_ci) == pytest.approx((hi - lo) / 2, rel=MC_REL)
+    # adverse rate: Wald
+    p = gf.adverse_rate
+    assert half(gf.adverse_rate_ci) == pytest.approx(1.96 * math.sqrt(p * (1 - p) / n1), rel=MC_REL)
+    # SMD: Hedges & Olkin (1985) se = sqrt((n1+n2)/(n1 n2) + d^2 / (2 (n1+n2)))
+    d = gf.smd
+    se_d = math.sqrt((n1 + n2) / (n1 * n2) + d * d / (2 * (n1 + n2)))
+    assert half(gf.smd_ci) == pytest.approx(1.96 * se_d, rel=MC_REL)
+    # AUC: DeLong et al. (1988) structural components, midranks for ties
+    s_g, y_g = sp.risk[gm], sp.y[gm]
+    pos, neg = s_g[y_g == 1], s_g[y_g == 0]
+    r_all = stats.rankdata(np.r_[pos, neg])
+    v10 = (r_all[: pos.size] - stats.rankdata(pos)) / neg.size
+    v01 = 1 - (r_all[pos.size :] - stats.rankdata(neg)) / pos.size
+    assert v10.mean() == pytest.approx(gf.auc, abs=EXACT)
+    se_a = math.sqrt(v10.var(ddof=1) / pos.size + v01.var(ddof=1) / neg.size)
+    assert half(gf.auc_ci) == pytest.approx(1.96 * se_a, rel=MC_REL)
+
+
+def test_weights_equal_duplicated_rows():
+    rng = np.random.default_rng(7)
+    n = 600
+    codes = rng.integers(0, 3, n)
+    y = rng.integers(0, 2, n)
+    risk = rng.normal(size=n) + 0.4 * y + 0.2 * codes
+    adverse = risk > 0.3
+    prob = 1 / (1 + np.exp(-risk))
+    w = rng.integers(1, 4, n).astype(float)
+    groups = ["a", "b", "c"]
+    m = np.eye(3)[codes]
+    kw = dict(reference="a", n_boot=0, min_group_size=1)
+    weighted = fairness.group_fairness(y, adverse, risk, m, groups, prob=prob, sample_weight=w, rng=rng, **kw)
+    rep = np.repeat(np.arange(n), w.astype(int))
+    dup = fairness.group_fairness(
+        y[rep], adverse[rep], risk[rep], m[rep], groups, prob=prob[rep], rng=rng, **kw
+    )
+    fields = [
+        "weighted_n",
+        "favorable_rate",
+        "adverse_rate",
+        "air",
+        "air_p_value",
+        "shortfall",
+        "smd",
+        "smd_p_value",
+        "true_positive_rate",
+        "false_positive_rate",
+        "false_negative_rate",
+        "precision",
+        "auc",
+        "false_positive_rate_p_value",
+        "false_negative_rate_p_value",
+    ]
+    for g in groups:
+        for f in fields:
+            a, b = getattr(weighted[g], f), getattr(dup[g], f)
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-12), (g, f)
+        for f in ("observed_rate", "mean_predicted"):
+            assert getattr(weighted[g].calibration, f) == pytest.approx(
+                getattr(dup[g].calibration, f), rel=1e-12
+            )
+    # and the weighted AUC is sklearn's weighted AUC
+    sel = codes == 1
+    assert weighted["b"].auc == pytest.approx(
+        roc_auc_score(y[sel], risk[sel], sample_weight=w[sel]), abs=EXACT
+    )
+
+
+def test_probability_membership_weights_rates():
+    """BISG-style membership: AR_g = Σ p_ig·adverse_i / Σ p_ig (CFPB 2014; REGULATORY.md b.4)."""
+    rng = np.random.default_rng(3)
+    n = 500
+    m = rng.dirichlet([1, 1, 1], size=n)
+    y = rng.integers(0, 2, n)
+    risk = rng.normal(size=n)
+    adverse = risk > 0
+    res = fairness.group_fairness(
+        y, adverse, risk, m, ["w", "b", "h"], reference="w", n_boot=200, rng=rng, min_group_size=1
+    )
+    ar = (m * adverse[:, None]).sum(0) / m.sum(0)
+    fpr = (m * (adverse & (y == 0))[:, None]).sum(0) / (m * (y == 0)[:, None]).sum(0)
+    for i, g in enumerate(["w", "b", "h"]):
+        assert res[g].adverse_rate == pytest.approx(ar[i], abs=EXACT)
+        assert res[g].false_positive_rate == pytest.approx(fpr[i], abs=EXACT)
+        assert res[g].n == pytest.approx(m[:, i].sum(), abs=1e-9)
+        assert res[g].auc == pytest.approx(roc_auc_score(y, risk, sample_weight=m[:, i]), abs=EXACT)
+    assert res["b"].air == pytest.approx((1 - ar[1]) / (1 - ar[0]), abs=EXACT)
+
+
+def test_zero_denominators_give_null_with_reason():
+    rng = np.random.default_rng(5)
+    n = 120
+    codes = np.repeat([0, 1], 60)
+    y = np.where(codes == 1, 0, rng.integers(0, 2, n))  # group "g" has no events
+    risk = rng.normal(size=n)
+    adverse = np.where(codes == 1, False, risk > 0)  # and no adverse decisions
+    res = fairness.group_fairness(
+        y, adverse, risk, np.eye(2)[codes], ["ref", "g"], reference="ref", n_boot=100, rng=rng
+    )
+    g = res["g"]
+    for k in ("true_positive_rate", "false_negative_rate", "precision", "auc"):
+        assert getattr(g, k) is None
+        assert "denominator 0" in g.undefined[k] or "both events" in g.undefined[k]
+    assert g.false_positive_rate == 0.0 and g.adverse_rate == 0.0
+    assert g.differences["precision"] is None and "differences.precision" in g.undefined
+    # reference with no favorable decisions: AIR undefined, not a crash
+    adverse2 = np.where(codes == 0, True, risk > 0)
+    res2 = fairness.group_fairness(
+        y, adverse2, risk, np.eye(2)[codes], ["ref", "g"], reference="ref", n_boot=50, rng=rng
+    )
+    assert res2["g"].air is None and "no favorable decisions" in res2["g"].undefined["air"]
+    assert (
+        res2["g"].ratios["favorable_rate"] is None
+        and "reference favorable_rate is 0" in (res2["g"].undefined["ratios.favorable_rate"])
+    )
+
+
+def test_small_cells_suppressed_but_n_reported():
+    rng = np.random.default_rng(11)
+    n = 300
+    codes = np.r_[np.zeros(280, int), np.ones(20, int)]
+    y = rng.integers(0, 2, n)
+    risk = rng.normal(size=n)
+    res = fairness.group_fairness(
+        y,
+        risk > 0,
+        risk,
+        np.eye(2)[codes],
+        ["big", "tiny"],
+        reference="big",
+        n_boot=50,
+        rng=rng,
+        min_group_size=30,
+    )
+    t = res["tiny"]
+    assert t.suppressed and t.n == 20
+    assert t.air is None and t.adverse_rate is None and t.smd is None and t.air_p_value is None
+    assert "20 is below policy.min_group_size = 30" in t.suppressed_reason
+    assert not res["big"].suppressed
+    summary = fairness.summarise(res)
+    assert summary.groups_compared == ["big"] and summary.demographic_parity_ratio is None
+
+
+def test_reference_not_in_groups_is_an_error_naming_it():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"reference group 'x' is not one of the groups \['a', 'b'\]"):
+        fairness.group_fairness(
+            np.array([0, 1]),
+            np.array([True, False]),
+            np.array([0.1, 0.2]),
+            np.eye(2),
+            ["a", "b"],
+            reference="x",
+            rng=rng,
+        )
+
+
+def test_findings_high_only_when_significant(german_out, german_ctx):
+    policy = german_ctx.spec.policy
+    sec = german_out.section
+    air_findings = [f for f in german_out.findings if f.metric == "air"]
+    expected = 0
+    for attr, b in [*sec.attributes.items(), ("intersection", sec.intersections)]:
+        for g, gf in b.groups.items():
+            if g == b.reference or gf.suppressed or gf.air is None or gf.air >= policy.air_min:
+                continue
+            expected += 1
+            label = g if attr == "intersection" else f"{attr}={g}"
+            f = next(f for f in air_findings if f"({label})" in f.title)
+            sig = gf.air_q_value is not None and gf.air_q_value < policy.significance
+            assert f.severity == ("high" if sig else "medium")
+            assert ("NOT statistically significant" in f.detail) != sig
+            assert f.threshold == policy.air_min and f.threshold_source == "policy"  # air_min set in the spec
+            assert "not a federal ECOA violation" in f.detail
+    assert len(air_findings) == expected
+    for f in german_out.findings:
+        assert f.section == "fairness"
+        if f.threshold is not None:
+            assert f.threshold_source in ("default", "policy")
+
+
+def test_section_is_complete_json(german_out, taiwan_out):
+    for out in (german_out, taiwan_out):
+        d = out.section.model_dump(mode="json")
+        required = {
+            "n",
+            "favorable_rate",
+            "adverse_rate",
+            "air",
+            "air_ci",
+            "air_p_value",
+            "shortfall",
+            "smd",
+            "true_positive_rate",
+            "false_positive_rate",
+            "false_negative_rate",
+            "precision",
+            "auc",
+        }
+        for block in [*d["attributes"].values(), d["intersections"]]:
+            assert block["reference"] in block["groups"]
+            for gf in block["groups"].values():
+                assert required <= set(gf)
+                if not gf["suppressed"]:
+                    assert gf["adverse_rate"] is not None
+                    if not block["groups"][block["reference"]]["suppressed"]:
+                        assert gf["air"] is not None and gf["air_ci"] is not None
+        assert d["n_bootstrap"] == 1000 and d["thresholds"]["air_min"]["source"] in ("default", "policy")
+
+
+def test_seeded_and_deterministic(german_ctx):
+    a = fairness.run(german_ctx).section.model_dump()
+    b = fairness.run(german_ctx).section.model_dump()
+    assert a == b
