@@ -211,19 +211,28 @@ def _weighted_deciles(x: np.ndarray, w: np.ndarray, n_bins: int) -> np.ndarray:
     return np.unique(v[order][np.minimum(np.searchsorted(cw, p, side="left"), v.size - 1)])
 
 
-def categorical_profile(s: pd.Series, *, sample_weight: np.ndarray | None = None) -> CategoricalProfile:
-    lab = category_labels(s)
-    miss = lab.isna().to_numpy()
-    w = np.ones(len(lab)) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
-    codes, cats = pd.factorize(lab, sort=True)
+def category_counts(s: pd.Series, sample_weight: np.ndarray | None = None) -> tuple[dict[str, float], float]:
+    """(weighted count per category label, weighted missing count); labels only the distinct values."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype="float64")
     ok = codes >= 0
-    counts = np.bincount(codes[ok], weights=w[ok], minlength=len(cats)).astype("float64")
-    return CategoricalProfile(
-        n=float(w.sum()),
-        missing=float(w[miss].sum()),
-        categories=[str(c) for c in cats],
-        counts=counts.tolist(),
-    )
+    cnt = np.bincount(codes[ok], weights=None if w is None else w[ok], minlength=len(uniques))
+    missing = float((~ok).sum() if w is None else w[~ok].sum())
+    labels = category_labels(pd.Series(uniques, dtype=s.dtype if len(uniques) else object))
+    out: dict[str, float] = {}
+    for lab, c in zip(labels, cnt, strict=True):
+        if isinstance(lab, str):
+            out[lab] = out.get(lab, 0.0) + float(c)
+        else:
+            missing += float(c)
+    return out, missing
+
+
+def categorical_profile(s: pd.Series, *, sample_weight: np.ndarray | None = None) -> CategoricalProfile:
+    counts, missing = category_counts(s, sample_weight)
+    cats = sorted(counts)
+    n = float(len(s) if sample_weight is None else np.asarray(sample_weight, dtype="float64").sum())
+    return CategoricalProfile(n=n, missing=missing, categories=cats, counts=[counts[c] for c in cats])
 
 
 def fairness_profile(
@@ -366,6 +375,7 @@ __all__ = [
     "ReferenceProfile",
     "build_profile",
     "categorical_profile",
+    "category_counts",
     "category_labels",
     "fairness_profile",
     "feature_kind",

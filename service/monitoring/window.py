@@ -52,7 +52,7 @@ from service.monitoring.profile import (
     CategoricalProfile,
     NumericProfile,
     ReferenceProfile,
-    category_labels,
+    category_counts,
     numeric_values,
 )
 from service.result import Finding, ResultModel
@@ -452,19 +452,14 @@ class CategoricalAccumulator:
         self.missing = 0.0
 
     def update(self, s: pd.Series, w: np.ndarray | None = None) -> None:
-        lab = category_labels(s)
-        ww = np.ones(len(lab)) if w is None else w
-        miss = lab.isna().to_numpy()
-        self.n += float(ww.sum())
-        self.missing += float(ww[miss].sum())
-        codes, cats = pd.factorize(lab)
-        ok = codes >= 0
-        cnt = np.bincount(codes[ok], weights=ww[ok], minlength=len(cats))
-        for c, n in zip(cats, cnt, strict=True):
-            i = self.index.get(str(c))
+        counts, missing = category_counts(s, w)
+        self.n += float(len(s) if w is None else w.sum())
+        self.missing += missing
+        for c, n in counts.items():
+            i = self.index.get(c)
             if i is None:
                 self.counts[-1] += n
-                self.new[str(c)] = self.new.get(str(c), 0.0) + float(n)
+                self.new[c] = self.new.get(c, 0.0) + n
             else:
                 self.counts[i] += n
 
