@@ -58,31 +58,47 @@ def _codes(membership: np.ndarray) -> np.ndarray:
     return np.where(membership.sum(axis=1) > 0, membership.argmax(axis=1), -1).astype(np.int64)
 
 
-def group_tables(
+@dataclass(frozen=True)
+class Rows:
+    """Per-row arrays shared by every group table of one split (computed once, O(n log n))."""
+
+    y: np.ndarray  # int64 0/1
+    cell: np.ndarray  # confusion cell 2·y + adverse
+    w: np.ndarray  # frequency weights (ones without weights)
+    weighted: bool  # False when w is all ones (weighted counts = integer counts)
+    wx: np.ndarray  # w·(risk − centre)
+    wx2: np.ndarray  # w·(risk − centre)²
+    wp: np.ndarray | None  # w·prob
+    nb: int  # number of score bins
+    yb: np.ndarray  # y·nb + score bin
+    order: np.ndarray  # argsort(risk), stable
+    vid_s: np.ndarray  # distinct-value id of each row in sorted order
+    y_s: np.ndarray
+    w_s: np.ndarray
+
+
+def prepare_rows(
     y: np.ndarray,
     adverse: np.ndarray,
     risk: np.ndarray,
-    membership: np.ndarray,
     *,
     prob: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
     n_bins: int = 32,
-) -> GroupTables:
-    """Reduce rows to the per-group count tables described in the module docstring."""
+) -> Rows:
+    """Sort once, bin the pooled score into ``n_bins`` quantile bins, and precompute weighted sums."""
     yy = np.asarray(y).astype(np.int64)
     aa = np.asarray(adverse).astype(np.int64)
     r = np.asarray(risk, dtype="float64")
-    m = np.asarray(membership, dtype="float64")
-    n_rows, k = m.shape
+    n_rows = r.shape[0]
+    weighted = sample_weight is not None
     w = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
-    p = None if prob is None else np.asarray(prob, dtype="float64")
-    cell = 2 * yy + aa
-
     order = np.argsort(r, kind="stable")
     r_s = r[order]
     # centre the score so that Σx² − (Σx)²/n does not lose digits on large-valued scores
     centre = float(np.average(r, weights=w)) if w.sum() > 0 else 0.0
     x = r - centre
+    wx = w * x
     # global score bins (quantiles of the pooled score); values equal to an edge fall left
     if n_rows:
         pos = np.linspace(0, n_rows - 1, n_bins + 1)[1:-1].round().astype(np.int64)
@@ -93,8 +109,48 @@ def group_tables(
     bin_idx = np.searchsorted(edges, r, side="left")
     # distinct-value id of every row in sorted order (ties share an id)
     vid_s = np.cumsum(np.r_[True, r_s[1:] != r_s[:-1]]) - 1 if n_rows else np.zeros(0, dtype=np.int64)
+    return Rows(
+        y=yy,
+        cell=2 * yy + aa,
+        w=w,
+        weighted=weighted,
+        wx=wx,
+        wx2=wx * x,
+        wp=None if prob is None else w * np.asarray(prob, dtype="float64"),
+        nb=nb,
+        yb=yy * nb + bin_idx,
+        order=order,
+        vid_s=vid_s,
+        y_s=yy[order],
+        w_s=w[order],
+    )
 
-    one_hot = _is_one_hot(m)
+
+def group_tables(
+    y: np.ndarray,
+    adverse: np.ndarray,
+    risk: np.ndarray,
+    membership: np.ndarray,
+    *,
+    prob: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    n_bins: int = 32,
+    codes: np.ndarray | None = None,
+    rows: Rows | None = None,
+) -> GroupTables:
+    """Reduce rows to the per-group count tables described in the module docstring.
+
+    ``codes`` (hard group index per row, −1 = missing) may be given instead of a one-hot
+    ``membership`` (which is then only read for its number of columns); ``rows`` is
+    :func:`prepare_rows` of the same data when the caller already has it (one sort per split).
+    """
+    if rows is None:
+        rows = prepare_rows(y, adverse, risk, prob=prob, sample_weight=sample_weight, n_bins=n_bins)
+    m = np.asarray(membership, dtype="float64")
+    k = m.shape[1]
+    nb, w = rows.nb, rows.w
+
+    one_hot = codes is not None or _is_one_hot(m)
     cells_n = np.zeros((k, 4), dtype=np.int64)
     cells_w = np.zeros((k, 4))
     bins_n = np.zeros((k, 2, nb), dtype=np.int64)
@@ -103,46 +159,57 @@ def group_tables(
     bins_x2 = np.zeros((k, 2, nb))
     auc = np.full(k, np.nan)
     if one_hot:
-        codes = _codes(m)
-        ok = codes >= 0
-        c_ok, w_ok = codes[ok], w[ok]
-        key = c_ok * 4 + cell[ok]
+        if codes is None:
+            codes = _codes(m)
+        codes = np.asarray(codes, dtype=np.int64)
+        if (codes < 0).any():
+            ok = codes >= 0
+            c_ok, cell, yb = codes[ok], rows.cell[ok], rows.yb[ok]
+            w_ok, wx, wx2 = w[ok], rows.wx[ok], rows.wx2[ok]
+            wp = None if rows.wp is None else rows.wp[ok]
+        else:  # no missing values: skip the copies
+            c_ok, cell, yb, w_ok, wx, wx2, wp = codes, rows.cell, rows.yb, w, rows.wx, rows.wx2, rows.wp
+        key = c_ok * 4 + cell
         cells_n[:] = np.bincount(key, minlength=4 * k).reshape(k, 4)
-        cells_w[:] = np.bincount(key, weights=w_ok, minlength=4 * k).reshape(k, 4)
-        key2 = (c_ok * 2 + yy[ok]) * nb + bin_idx[ok]
+        cells_w[:] = (
+            np.bincount(key, weights=w_ok, minlength=4 * k).reshape(k, 4) if rows.weighted else cells_n
+        )
+        key2 = c_ok * (2 * nb) + yb
         size = 2 * nb * k
         bins_n[:] = np.bincount(key2, minlength=size).reshape(k, 2, nb)
-        bins_w[:] = np.bincount(key2, weights=w_ok, minlength=size).reshape(k, 2, nb)
-        bins_x[:] = np.bincount(key2, weights=w_ok * x[ok], minlength=size).reshape(k, 2, nb)
-        bins_x2[:] = np.bincount(key2, weights=w_ok * x[ok] ** 2, minlength=size).reshape(k, 2, nb)
-        n = np.bincount(c_ok, minlength=k).astype("float64")
-        sum_p = None if p is None else np.bincount(c_ok, weights=w_ok * p[ok], minlength=k)
+        bins_w[:] = (
+            np.bincount(key2, weights=w_ok, minlength=size).reshape(k, 2, nb) if rows.weighted else bins_n
+        )
+        bins_x[:] = np.bincount(key2, weights=wx, minlength=size).reshape(k, 2, nb)
+        bins_x2[:] = np.bincount(key2, weights=wx2, minlength=size).reshape(k, 2, nb)
+        n = cells_n.sum(axis=1).astype("float64")
+        sum_p = None if wp is None else np.bincount(c_ok, weights=wp, minlength=k)
         # exact AUC: rows of each group in score order come from one stable sort by group code
-        codes_s = codes[order]
+        # (int16 keys: numpy's stable argsort is then a radix sort, O(n))
+        codes_s = codes[rows.order].astype(np.int16 if k < 32767 else np.int64)
         by_group = np.argsort(codes_s, kind="stable")
         bounds = np.searchsorted(codes_s[by_group], np.arange(-1, k + 1))
-        y_s, w_s = yy[order], w[order]
         for g in range(k):
             sl = by_group[bounds[g + 1] : bounds[g + 2]]
-            auc[g] = _exact_auc(vid_s[sl], y_s[sl], w_s[sl])
+            auc[g] = _exact_auc(rows.vid_s[sl], rows.y_s[sl], rows.w_s[sl])
     else:
         n = m.sum(axis=0)
-        sum_p = None if p is None else (m * (w * p)[:, None]).sum(axis=0)
-        y_s, w_s = yy[order], w[order]
+        sum_p = None if rows.wp is None else (m * rows.wp[:, None]).sum(axis=0)
         for g in range(k):
             mg = m[:, g]
             sel = mg > 0
-            wg = (mg * w)[sel]
-            cells_n[g] = np.bincount(cell[sel], minlength=4)
-            cells_w[g] = np.bincount(cell[sel], weights=wg, minlength=4)
-            key2 = yy[sel] * nb + bin_idx[sel]
+            mgs = mg[sel]
+            wg = mgs * w[sel]
+            cells_n[g] = np.bincount(rows.cell[sel], minlength=4)
+            cells_w[g] = np.bincount(rows.cell[sel], weights=wg, minlength=4)
+            key2 = rows.yb[sel]
             bins_n[g] = np.bincount(key2, minlength=2 * nb).reshape(2, nb)
             bins_w[g] = np.bincount(key2, weights=wg, minlength=2 * nb).reshape(2, nb)
-            bins_x[g] = np.bincount(key2, weights=wg * x[sel], minlength=2 * nb).reshape(2, nb)
-            bins_x2[g] = np.bincount(key2, weights=wg * x[sel] ** 2, minlength=2 * nb).reshape(2, nb)
-            mg_s = mg[order]
+            bins_x[g] = np.bincount(key2, weights=mgs * rows.wx[sel], minlength=2 * nb).reshape(2, nb)
+            bins_x2[g] = np.bincount(key2, weights=mgs * rows.wx2[sel], minlength=2 * nb).reshape(2, nb)
+            mg_s = mg[rows.order]
             sel_s = mg_s > 0
-            auc[g] = _exact_auc(vid_s[sel_s], y_s[sel_s], (mg_s * w_s)[sel_s])
+            auc[g] = _exact_auc(rows.vid_s[sel_s], rows.y_s[sel_s], (mg_s * rows.w_s)[sel_s])
     sum_x = bins_x.sum(axis=(1, 2))
     sum_x2 = bins_x2.sum(axis=(1, 2))
     auc_binned = auc_from_counts(bins_w[:, 1, :], bins_w[:, 0, :])
@@ -274,8 +341,10 @@ __all__ = [
     "TP",
     "GroupTables",
     "Replicates",
+    "Rows",
     "bootstrap_tables",
     "confusion_rates",
     "group_tables",
+    "prepare_rows",
     "smd_from_sums",
 ]

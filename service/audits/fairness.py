@@ -45,9 +45,11 @@ from service.audits._fairness_tables import (
     TP,
     GroupTables,
     Replicates,
+    Rows,
     bootstrap_tables,
     confusion_rates,
     group_tables,
+    prepare_rows,
     smd_from_sums,
 )
 from service.audits._stats import _f, benjamini_hochberg, percentile_ci, proportion_test
@@ -177,7 +179,7 @@ def group_fairness(
     y: np.ndarray,
     adverse: np.ndarray,
     risk: np.ndarray,
-    membership: np.ndarray,
+    membership: np.ndarray | None,
     groups: list[str],
     *,
     reference: str,
@@ -188,6 +190,8 @@ def group_fairness(
     n_boot: int = 1000,
     rng: np.random.Generator,
     n_bins: int = 32,
+    codes: np.ndarray | None = None,
+    rows: Rows | None = None,
 ) -> dict[str, GroupFairness]:
     """Fairness metrics of every group against the reference group, with CIs and raw p-values.
 
@@ -197,9 +201,12 @@ def group_fairness(
     adverse : boolean decision, True = adverse (decline / flag).
     risk : score oriented higher = riskier (the SMD and AUC are computed on it).
     membership : (n, k) group weights, one-hot or BISG probabilities; column order = ``groups``.
+        May be None when ``codes`` is given.
     reference : the control group's label (must be in ``groups``).
     prob : P(event) per row, for calibration by group; None when the score is not a probability.
     sample_weight : frequency weights, multiplied into ``membership``.
+    codes : hard group index per row (−1 = missing), a faster equivalent of a one-hot membership.
+    rows : ``prepare_rows`` of the same data if already computed (shared by the blocks of a split).
 
     Returns
     -------
@@ -213,13 +220,23 @@ def group_fairness(
     """
     if reference not in groups:
         raise ValueError(f"reference group {reference!r} is not one of the groups {groups}")
-    m = np.asarray(membership, dtype="float64")
-    if m.ndim != 2 or m.shape != (len(y), len(groups)):
-        raise ValueError(
-            f"membership must have shape (n_rows, n_groups) = ({len(y)}, {len(groups)}); got {m.shape}"
-        )
+    if codes is not None:
+        c = np.asarray(codes)
+        if c.shape != (len(y),) or (c.size and (c.min() < -1 or c.max() >= len(groups))):
+            raise ValueError(f"codes must be {len(y)} integers in [-1, {len(groups) - 1}]")
+        m = np.zeros((0, len(groups)))
+    elif membership is None:
+        raise ValueError("give either membership or codes")
+    else:
+        m = np.asarray(membership, dtype="float64")
+        if m.ndim != 2 or m.shape != (len(y), len(groups)):
+            raise ValueError(
+                f"membership must have shape (n_rows, n_groups) = ({len(y)}, {len(groups)}); got {m.shape}"
+            )
     ref = groups.index(reference)
-    t = group_tables(y, adverse, risk, m, prob=prob, sample_weight=sample_weight, n_bins=n_bins)
+    t = group_tables(
+        y, adverse, risk, m, prob=prob, sample_weight=sample_weight, n_bins=n_bins, codes=codes, rows=rows
+    )
     rates = confusion_rates(t.cells_w)
     sw = t.cells_w.sum(axis=1)
     smd, _pooled = smd_from_sums(sw, t.sum_x, t.sum_x2, ref)
@@ -420,11 +437,32 @@ def summarise(groups: dict[str, GroupFairness]) -> FairnessSummary:
     )
 
 
-def intersect(attrs: list[ProtectedGroups]) -> tuple[list[str], np.ndarray, str]:
-    """Intersectional groups of several attributes: labels "a=x|b=y", membership product, reference.
+def intersect(attrs: list[ProtectedGroups]) -> tuple[list[str], np.ndarray | None, str, np.ndarray | None]:
+    """Intersectional groups of several attributes: labels "a=x|b=y", membership, reference, codes.
 
-    Cells with no rows are dropped; the reference cell (all reference groups) comes first.
+    Observed attributes give hard ``codes`` (−1 where any attribute is missing) and no membership;
+    when any attribute is estimated (BISG) the membership is the product of the memberships and
+    ``codes`` is None. Cells with no rows are dropped; the reference cell comes first.
     """
+    reference = "|".join(f"{pg.name}={pg.reference}" for pg in attrs)
+    if not any(pg.estimated for pg in attrs):
+        combined = np.zeros(attrs[0].codes.shape[0], dtype=np.int64)
+        missing = np.zeros(combined.shape[0], dtype=bool)
+        all_labels = [""]
+        sep = ""
+        for pg in attrs:
+            c = np.asarray(pg.codes, dtype=np.int64)
+            missing |= c < 0
+            combined = combined * len(pg.groups) + np.maximum(c, 0)
+            all_labels = [f"{a}{sep}{pg.name}={g}" for a in all_labels for g in pg.groups]
+            sep = "|"
+        combined[missing] = -1
+        counts = np.bincount(combined[~missing], minlength=len(all_labels))
+        ref_i = all_labels.index(reference)
+        idx = np.array([ref_i] + [int(i) for i in np.flatnonzero(counts > 0) if i != ref_i], dtype=np.int64)
+        remap = np.full(len(all_labels) + 1, -1, dtype=np.int64)
+        remap[idx] = np.arange(idx.size)
+        return [all_labels[i] for i in idx], None, reference, remap[combined]  # -1 indexes the last slot
     labels = [""]
     mem = np.ones((attrs[0].membership.shape[0], 1))
     sep = ""
@@ -432,12 +470,11 @@ def intersect(attrs: list[ProtectedGroups]) -> tuple[list[str], np.ndarray, str]
         labels = [f"{a}{sep}{pg.name}={g}" for a in labels for g in pg.groups]
         mem = (mem[:, :, None] * pg.membership[:, None, :]).reshape(mem.shape[0], -1)
         sep = "|"
-    reference = "|".join(f"{pg.name}={pg.reference}" for pg in attrs)
     present = mem.sum(axis=0) > 0
     ref_i = labels.index(reference)
     present[ref_i] = True
     idx = np.array([ref_i] + [int(i) for i in np.flatnonzero(present) if i != ref_i], dtype=np.int64)
-    return [labels[i] for i in idx], mem[:, idx], reference
+    return [labels[i] for i in idx], mem[:, idx], reference, None
 
 
 # --------------------------------------------------------------------------- the audit
@@ -446,11 +483,14 @@ def intersect(attrs: list[ProtectedGroups]) -> tuple[list[str], np.ndarray, str]
 def _block(
     split: Split,
     groups: list[str],
-    membership: np.ndarray,
+    membership: np.ndarray | None,
     reference: str,
     policy: PolicySpec,
     n_boot: int,
     rng: np.random.Generator,
+    *,
+    codes: np.ndarray | None,
+    rows: Rows,
     **extra: Any,
 ) -> AttributeFairness:
     res = group_fairness(
@@ -466,6 +506,8 @@ def _block(
         min_group_size=policy.min_group_size,
         n_boot=n_boot,
         rng=rng,
+        codes=codes,
+        rows=rows,
     )
     return AttributeFairness(reference=reference, groups=res, summary=summarise(res), **extra)
 
@@ -473,6 +515,8 @@ def _block(
 def split_fairness(split: Split, policy: PolicySpec, n_boot: int, rng: np.random.Generator) -> SplitFairness:
     """Every attribute, the intersection of all attributes, and BH q-values across the split's tests."""
     attrs: dict[str, AttributeFairness] = {}
+    # one sort and one binning of the score, shared by every block of the split
+    rows = prepare_rows(split.y, split.adverse, split.risk, prob=split.prob, sample_weight=split.weight)
     for name, pg in split.protected.items():
         attrs[name] = _block(
             split,
@@ -482,13 +526,15 @@ def split_fairness(split: Split, policy: PolicySpec, n_boot: int, rng: np.random
             policy,
             n_boot,
             rng,
+            codes=None if pg.estimated else pg.codes,
+            rows=rows,
             estimated=pg.estimated,
             method=pg.method,
         )
     inter = None
     if len(split.protected) >= 2:
         pgs = list(split.protected.values())
-        labels, mem, ref = intersect(pgs)
+        labels, mem, ref, codes = intersect(pgs)
         inter = _block(
             split,
             labels,
@@ -497,6 +543,8 @@ def split_fairness(split: Split, policy: PolicySpec, n_boot: int, rng: np.random
             policy,
             n_boot,
             rng,
+            codes=codes,
+            rows=rows,
             estimated=any(p.estimated for p in pgs),
             method="product of memberships" if any(p.estimated for p in pgs) else "observed",
             attributes=[p.name for p in pgs],
