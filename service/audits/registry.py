@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.audits import data, drift, fairness, performance, temporal
+from service.audits import data, drift, fairness, imbalance, performance, proxies, representation, temporal
 from service.audits.context import AuditContext, SectionOutput
 
 AuditFn = Callable[[AuditContext], SectionOutput]
 
 AUDITS: dict[str, AuditFn] = {
     "data": data.run,
+    "representation": representation.run,
+    "proxies": proxies.run,
+    "imbalance": imbalance.run,
     "performance": performance.run,
     "fairness": fairness.run,
     "temporal": temporal.run,
