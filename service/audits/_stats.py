@@ -361,3 +361,112 @@ __all__ = [
     "two_proportion_z_test",
     "weighted_mean_var",
 ]
+
+
+# --------------------------------------------------------------------------- association (data audits)
+
+
+def contingency_from_membership(
+    codes: np.ndarray, membership: np.ndarray, *, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """(categories × groups) table Σ_i w_i·m_ig over rows of each category code (codes 0..K−1).
+
+    With one-hot ``membership`` these are ordinary counts; with BISG probabilities each row counts
+    toward every group with its probability (CFPB 2014 weighting).
+    """
+    c = np.asarray(codes, dtype=np.int64)
+    m = np.asarray(membership, dtype="float64")
+    if sample_weight is not None:
+        m = m * np.asarray(sample_weight, dtype="float64")[:, None]
+    k = int(c.max()) + 1 if c.size else 0
+    cols = [np.bincount(c, weights=m[:, j], minlength=k) for j in range(m.shape[1])]
+    return np.column_stack(cols) if cols else np.zeros((k, 0))
+
+
+def cramers_v(table: np.ndarray) -> float | None:
+    """Cramér's V = √(χ² / (n·(min(r, c) − 1))), χ² of independence without continuity correction.
+
+    Empty rows/columns are dropped first; ``None`` when fewer than two rows or columns remain.
+    (Cramér 1946, §21.9; same as ``scipy.stats.contingency.association(method="cramer")``.)
+    """
+    t = np.asarray(table, dtype="float64")
+    t = t[t.sum(axis=1) > 0][:, t.sum(axis=0) > 0]
+    if t.shape[0] < 2 or t.shape[1] < 2:
+        return None
+    n = t.sum()
+    expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / n
+    chi2 = float(((t - expected) ** 2 / expected).sum())
+    return _f(math.sqrt(chi2 / (n * (min(t.shape) - 1))))
+
+
+def correlation_ratio(
+    x: np.ndarray, membership: np.ndarray, *, sample_weight: np.ndarray | None = None
+) -> float | None:
+    """Correlation ratio η = √(Σ_g n_g (x̄_g − x̄)² / Σ_i w_i (x_i − x̄)²) (Pearson 1903).
+
+    ``membership`` (n, k) weights assign rows to groups (one-hot or probabilities); NaN ``x`` rows are
+    dropped. ``None`` when x is constant or fewer than two groups have weight.
+    """
+    xv = np.asarray(x, dtype="float64")
+    m = np.asarray(membership, dtype="float64")
+    w = np.ones_like(xv) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
+    ok = np.isfinite(xv) & (m.sum(axis=1) > 0)
+    xv, m, w = xv[ok], m[ok] * w[ok, None], w[ok]
+    ng = m.sum(axis=0)
+    if (ng > 0).sum() < 2:
+        return None
+    mean = float((m.sum(axis=1) * xv).sum() / m.sum())
+    ss_tot = float((m.sum(axis=1) * (xv - mean) ** 2).sum())
+    if ss_tot <= 0:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gm = np.where(ng > 0, (m * xv[:, None]).sum(axis=0) / ng, mean)
+    ss_between = float((ng * (gm - mean) ** 2).sum())
+    return _f(math.sqrt(min(max(ss_between / ss_tot, 0.0), 1.0)))
+
+
+def normalized_mutual_info(table: np.ndarray) -> float | None:
+    """Normalised mutual information NMI = I(X; G) / ((H(X) + H(G)) / 2) of a contingency table.
+
+    Natural logs; the arithmetic-mean normalisation of ``sklearn.metrics.normalized_mutual_info_score``
+    (Strehl & Ghosh 2002; Vinh et al. 2010). ``None`` for an empty table; 1.0 when both are constant.
+    """
+    t = np.asarray(table, dtype="float64")
+    n = t.sum()
+    if n <= 0:
+        return None
+    p = t / n
+    px = p.sum(axis=1)
+    pg = p.sum(axis=0)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / np.outer(px, pg)[nz])).sum())
+    hx = float(-(px[px > 0] * np.log(px[px > 0])).sum())
+    hg = float(-(pg[pg > 0] * np.log(pg[pg > 0])).sum())
+    if hx == 0 and hg == 0:
+        return 1.0
+    denom = (hx + hg) / 2
+    return _f(min(max(mi / denom, 0.0), 1.0)) if denom > 0 else None
+
+
+def chi_square_gof(
+    observed: np.ndarray, expected_shares: np.ndarray
+) -> tuple[float | None, float | None, int]:
+    """Pearson χ² goodness of fit of counts to shares: χ² = Σ (O − E)² / E, E = n·share/Σshare, df = k − 1."""
+    o = np.asarray(observed, dtype="float64")
+    s = np.asarray(expected_shares, dtype="float64")
+    n = o.sum()
+    k = o.size
+    if k < 2 or n <= 0 or s.sum() <= 0 or (s <= 0).any():
+        return None, None, max(k - 1, 0)
+    e = n * s / s.sum()
+    stat = float(((o - e) ** 2 / e).sum())
+    return stat, float(stats.chi2.sf(stat, k - 1)), k - 1
+
+
+__all__ += [
+    "chi_square_gof",
+    "contingency_from_membership",
+    "correlation_ratio",
+    "cramers_v",
+    "normalized_mutual_info",
+]
