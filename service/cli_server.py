@@ -36,6 +36,7 @@ def serve(
     import uvicorn
 
     from service.api.app import create_app
+    from service.api.observability import uvicorn_log_config
 
     settings = Settings()
     if workers is not None:
@@ -45,16 +46,22 @@ def serve(
         scheduler = importlib.import_module("service.monitoring.scheduler")
     except ImportError:
         scheduler = None
+    running = None
     if scheduler is not None and settings.scheduler and hasattr(scheduler, "start"):
-        scheduler.start(settings, app.state.engine)
-    uvicorn.run(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # our JSON access log carries the request id
-        timeout_graceful_shutdown=10,
-    )
+        running = scheduler.start(settings, app.state.engine)
+    try:
+        uvicorn.run(
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level=settings.log_level.lower(),
+            log_config=uvicorn_log_config(settings.log_level),
+            access_log=False,  # our JSON access log carries the request id
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if running is not None and hasattr(running, "shutdown"):
+            running.shutdown(wait=False)
 
 
 keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
@@ -113,8 +120,9 @@ def keys_list(org: Annotated[str, typer.Option("--org", help="Organisation name.
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (second part of the key).")]) -> None:
-    """Revoke a key by id."""
+    """Revoke a key by id (a running server stops accepting it within 10 s)."""
     from service.errors import InputError
+    from service.store import repo
     from service.store.db import session_factory, session_scope, utcnow
     from service.store.models import ApiKey
 
@@ -124,6 +132,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (second p
         if k is None:
             raise InputError(f"no key with id {key_id!r}", field="key_id")
         k.revoked_at = utcnow()
+        repo.log_action(
+            s, org_id=k.org_id, key_id=None, action="key.revoke", target=key_id, detail={"via": "cli"}
+        )
     typer.echo(f"revoked {key_id}")
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -203,8 +205,16 @@ def _scrub(text: str, paths: dict[str, str], store: ArtifactStore) -> str:
     return text.replace(str(store.root), "<artifacts>")
 
 
+def spec_sha256(spec: dict[str, Any]) -> str:
+    """Digest of a spec received over HTTP (canonical JSON: sorted keys, no whitespace)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _restore_ids(result: Any, original: dict[str, Any]) -> None:
-    """audit.json names inputs by upload id, never by server-side path."""
+    """audit.json names inputs by upload id, never by server-side path; the spec is the request body."""
+    from service.result import InputInfo
+
+    result.meta.inputs["spec"] = InputInfo(path="request body", sha256=spec_sha256(original), format="json")
     for key in ID_FIELDS:
         if original.get(key) is not None:
             result.meta.spec[key] = original[key]
@@ -367,5 +377,6 @@ __all__ = [
     "claim_next",
     "resolve_spec",
     "run_job",
+    "spec_sha256",
     "worker_main",
 ]

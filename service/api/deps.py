@@ -4,6 +4,8 @@ manage keys)."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,6 +16,9 @@ from service.errors import Forbidden, Unauthorized
 from service.store import repo
 
 ROLE_RANK = {"viewer": 0, "auditor": 1, "admin": 2}
+# A verified key is trusted for this long without a database read (keeps the reasons route fast);
+# a key revoked through the CLI stops working within this delay, one revoked through the API at once.
+KEY_CACHE_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,17 +46,23 @@ def get_principal(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send 'Authorization: Bearer <api key>' (create one with 'assay keys create')")
     token = token.strip()
-    cache: dict[str, Principal] = request.app.state.key_cache
-    principal = cache.get(token)
-    if principal is None:
+    # keyed by a digest so that the process memory holds no usable key
+    digest = hashlib.sha256(token.encode()).digest()
+    cache: dict[bytes, tuple[Principal, float]] = request.app.state.key_cache
+    now = time.monotonic()
+    hit = cache.get(digest)
+    if hit is not None and hit[1] > now:
+        principal = hit[0]
+    else:
         with request.app.state.sessions() as session:
             row = repo.verify_key(session, token)
             if row is None:
+                cache.pop(digest, None)
                 raise Unauthorized("the API key is not valid or has been revoked")
             principal = Principal(key_id=row.id, org_id=row.org_id, role=row.role)
         if len(cache) > 10_000:
             cache.clear()
-        cache[token] = principal
+        cache[digest] = (principal, now + KEY_CACHE_TTL_S)
     request.state.principal = principal
     return principal
 
@@ -70,4 +81,4 @@ def require_role(role: str) -> Callable[..., Principal]:
     return dependency
 
 
-__all__ = ["Principal", "ROLE_RANK", "get_principal", "get_session", "require_role"]
+__all__ = ["KEY_CACHE_TTL_S", "Principal", "ROLE_RANK", "get_principal", "get_session", "require_role"]

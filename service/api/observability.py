@@ -53,6 +53,23 @@ def configure_logging(level: str = "INFO") -> None:
         root.propagate = False
 
 
+def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
+    """``logging.dictConfig`` for uvicorn's own loggers: the same JSON lines as Assay's (stderr)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "service.api.observability.JsonFormatter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
 class Metrics:
     def __init__(self, app: FastAPI) -> None:
         self.registry = CollectorRegistry()
@@ -149,4 +166,4 @@ def install(app: FastAPI) -> None:
     app.add_middleware(RequestContext, metrics=app.state.metrics)
 
 
-__all__ = ["JsonFormatter", "Metrics", "RequestContext", "configure_logging", "install"]
+__all__ = ["JsonFormatter", "Metrics", "RequestContext", "configure_logging", "install", "uvicorn_log_config"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Annotated, Any, Literal
 
@@ -30,7 +29,9 @@ SPEC_EXAMPLE = {
 
 
 def _spec_hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    from service.jobs import spec_sha256
+
+    return spec_sha256(spec)
 
 
 def _out(request: Request, job: AuditJob, *, with_result: bool) -> dict[str, Any]:
