@@ -8,18 +8,24 @@ Monte-Carlo error of 1,000 replicates.
 from __future__ import annotations
 
 import math
+import tempfile
 import warnings
+from pathlib import Path
 
 import aif360.sklearn.metrics as aif
 import fairlearn.metrics as fl_metrics
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import precision_score, roc_auc_score
 
 from service.audits import fairness
 from service.audits.context import AuditContext, Split
+from service.config import parse_spec
+from service.inputs.prepare import prepare
 
 EXACT = 1e-10
 MC_REL = 0.15  # bootstrap half-width vs analytic half-width, relative, for 1,000 replicates
@@ -503,3 +509,194 @@ def test_seeded_and_deterministic(german_ctx):
     a = fairness.run(german_ctx).section.model_dump()
     b = fairness.run(german_ctx).section.model_dump()
     assert a == b
+
+
+# --------------------------------------------------------------------------- properties (hypothesis)
+
+_POINT_FIELDS = (
+    "n",
+    "weighted_n",
+    "events",
+    "suppressed",
+    "favorable_rate",
+    "adverse_rate",
+    "air",
+    "air_p_value",
+    "air_test",
+    "shortfall",
+    "shortfall_parity",
+    "smd",
+    "smd_p_value",
+    "true_positive_rate",
+    "false_positive_rate",
+    "false_positive_rate_p_value",
+    "false_negative_rate",
+    "false_negative_rate_p_value",
+    "precision",
+    "auc",
+)
+
+
+def _same(a, b, fields=_POINT_FIELDS, ci=False):
+    """Field-by-field equality up to floating-point summation order (rel 1e-9)."""
+    for f in fields + (("air_ci", "smd_ci", "auc_ci", "adverse_rate_ci") if ci else ()):
+        x, y = getattr(a, f), getattr(b, f)
+        if isinstance(x, list | tuple):
+            assert y is not None and x == pytest.approx(y, rel=1e-9, abs=1e-12), f
+        elif isinstance(x, float) and isinstance(y, float):
+            assert x == pytest.approx(y, rel=1e-9, abs=1e-12), f
+        else:
+            assert x == y, f
+    assert a.differences.keys() == b.differences.keys() and a.undefined == b.undefined
+
+
+@st.composite
+def _data(draw):
+    n = draw(st.integers(40, 240))
+    k = draw(st.integers(2, 4))
+    seed = draw(st.integers(0, 2**32 - 1))
+    weighted = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, k, n)
+    codes[:k] = np.arange(k)  # every group present
+    y = rng.integers(0, 2, n)
+    # coarse scores so that ties occur (exercises the tie handling of the AUC and the bins)
+    risk = np.round(rng.normal(size=n) + 0.5 * y + 0.2 * codes, 1)
+    adverse = risk >= 0.3
+    w = rng.integers(1, 4, n).astype(float) if weighted else None
+    return codes, k, y, risk, adverse, w
+
+
+def _run(codes, k, y, risk, adverse, w, *, names=None, n_boot=0, seed=0):
+    names = names or [f"g{i}" for i in range(k)]
+    return fairness.group_fairness(
+        y,
+        adverse,
+        risk,
+        np.eye(k)[codes],
+        names,
+        reference=names[0],
+        sample_weight=w,
+        prob=1 / (1 + np.exp(-risk)),
+        min_group_size=5,
+        n_boot=n_boot,
+        rng=np.random.default_rng(seed),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(_data(), st.integers(0, 2**32 - 1))
+def test_property_row_order_invariance(data, perm_seed):
+    """Permuting rows changes nothing, CIs included (the bootstrap resamples order-free count tables)."""
+    codes, k, y, risk, adverse, w = data
+    p = np.random.default_rng(perm_seed).permutation(len(y))
+    a = _run(codes, k, y, risk, adverse, w, n_boot=60)
+    b = _run(codes[p], k, y[p], risk[p], adverse[p], None if w is None else w[p], n_boot=60)
+    for g in a:
+        _same(a[g], b[g], ci=not a[g].suppressed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_data(), st.randoms(use_true_random=False))
+def test_property_group_relabelling_invariance(data, rnd):
+    """Renaming groups and reordering the non-reference columns gives the same per-group numbers."""
+    codes, k, y, risk, adverse, w = data
+    a = _run(codes, k, y, risk, adverse, w)
+    others = list(range(1, k))
+    rnd.shuffle(others)
+    new_order = [0, *others]  # new column j holds old group new_order[j]
+    inv = np.argsort(new_order)
+    names = [f"label-{rnd.randint(0, 10**6)}-{j}" for j in range(k)]
+    b = _run(inv[codes], k, y, risk, adverse, w, names=names)
+    for j, old in enumerate(new_order):
+        _same(a[f"g{old}"], b[names[j]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(_data())
+def test_property_reference_air_is_one(data):
+    codes, k, y, risk, adverse, w = data
+    res = _run(codes, k, y, risk, adverse, w, n_boot=30)
+    ref = res["g0"]
+    if ref.suppressed or ref.favorable_rate == 0:
+        assert ref.air is None
+        return
+    assert ref.air == 1.0 and ref.air_ci == [1.0, 1.0] and ref.shortfall == 0
+    assert ref.smd == 0.0 and ref.air_p_value is None
+    for gf in res.values():
+        if not gf.suppressed and gf.air is not None:
+            assert gf.air == pytest.approx(gf.favorable_rate / ref.favorable_rate, rel=1e-12)
+
+
+def _spec_for(tmp: Path, frame: pd.DataFrame, **over):
+    frame.to_csv(tmp / "data.csv", index=False)
+    spec = {
+        "model_name": "prop",
+        "dataset": "data.csv",
+        "target": "y",
+        "event_value": 1,
+        "score": {"column": "score", "direction": "higher_is_riskier", "threshold": 0.5},
+        "protected": [
+            {"name": "grp", "column": "grp", "reference": "a"},
+            {"name": "band", "column": "band", "reference": "x"},
+        ],
+        "bootstrap": 50,
+        "policy": {"min_group_size": 5},
+        **over,
+    }
+    return parse_spec(spec, source=str(tmp / "spec.json"), base_dir=tmp)
+
+
+def _frame(seed: int, n: int = 160) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    return pd.DataFrame(
+        {
+            "y": y,
+            "score": np.round(1 / (1 + np.exp(-(rng.normal(size=n) + y - 0.3))), 3),
+            "grp": rng.choice(["a", "b", "c"], n),
+            "band": rng.choice(["x", "y"], n),
+            "w": rng.integers(1, 4, n),
+        }
+    )
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.sampled_from([("bad", "good"), ("Y", "N"), ("1", "0")]))
+def test_property_string_target_same_as_numeric(seed, labels):
+    """A target written as text (event_value a string) gives exactly the numeric target's section."""
+    frame = _frame(seed)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "n").mkdir()
+        (tmp / "s").mkdir()
+        num = fairness.run(prepare(_spec_for(tmp / "n", frame)).context).section.model_dump()
+        text = frame.assign(y=np.where(frame["y"] == 1, labels[0], labels[1]))
+        if labels[0] == "1":  # numeric-looking text: force the column to be read as text
+            over = {"event_value": "1", "dtypes": {"y": "string"}}
+        else:
+            over = {"event_value": labels[0]}
+        txt = fairness.run(prepare(_spec_for(tmp / "s", text, **over)).context).section.model_dump()
+    assert num == txt
+
+
+def test_weight_column_through_the_spec_equals_duplicated_rows(tmp_path):
+    """``weight_column`` reaches every fairness statistic: weighted run = the rows repeated w times."""
+    frame = _frame(3, n=300)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "d").mkdir()
+    w_ctx = prepare(_spec_for(tmp_path / "w", frame, weight_column="w", bootstrap=0)).context
+    dup = frame.loc[frame.index.repeat(frame["w"])].drop(columns="w").reset_index(drop=True)
+    d_ctx = prepare(_spec_for(tmp_path / "d", dup, bootstrap=0)).context
+    a, b = fairness.run(w_ctx).section, fairness.run(d_ctx).section
+    fields = tuple(f for f in _POINT_FIELDS if f != "n")
+    for blk_a, blk_b in [
+        *zip(a.attributes.values(), b.attributes.values(), strict=True),
+        (a.intersections, b.intersections),
+    ]:
+        assert blk_a.groups.keys() == blk_b.groups.keys()
+        for g in blk_a.groups:
+            ga, gb = blk_a.groups[g], blk_b.groups[g]
+            assert ga.weighted_n == gb.n  # rows vs weights
+            _same(ga, gb, fields=tuple(f for f in fields if f != "weighted_n"))
