@@ -149,8 +149,9 @@ def clean_surnames(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     txt = txt.str.replace(_INITIAL, " ", regex=True).str.replace(_INITIAL, " ", regex=True)
     txt = txt.str.replace(r"[^a-z\-]", "", regex=True)
     parts = txt.str.split("-", n=2, expand=False)
-    first = parts.str[0].str.upper()
-    second = parts.str[1].str.upper()
+    # .astype("string"): a column with no hyphenated name gives an all-missing (float) second part
+    first = parts.str[0].astype("string").str.upper()
+    second = parts.str[1].astype("string").str.upper()
     return first, second
 
 
