@@ -141,6 +141,7 @@ class FairnessSummary(ResultModel):
 
 class AttributeFairness(ResultModel):
     reference: str
+    reference_note: str | None = None
     estimated: bool = False
     method: str = "observed"
     attributes: list[str] | None = None
@@ -535,6 +536,7 @@ def split_fairness(split: Split, policy: PolicySpec, n_boot: int, rng: np.random
     if len(split.protected) >= 2:
         pgs = list(split.protected.values())
         labels, mem, ref, codes = intersect(pgs)
+        ref, note = _intersection_reference(labels, mem, codes, ref, policy.min_group_size)
         inter = _block(
             split,
             labels,
@@ -548,10 +550,41 @@ def split_fairness(split: Split, policy: PolicySpec, n_boot: int, rng: np.random
             estimated=any(p.estimated for p in pgs),
             method="product of memberships" if any(p.estimated for p in pgs) else "observed",
             attributes=[p.name for p in pgs],
+            reference_note=note,
         )
     tests = _apply_bh([*attrs.values(), *([inter] if inter else [])])
     # summaries read q-free fields only; recompute after BH for completeness of shape
     return SplitFairness(n=split.n, attributes=attrs, intersections=inter, tests=tests)
+
+
+def _intersection_reference(
+    labels: list[str],
+    mem: np.ndarray | None,
+    codes: np.ndarray | None,
+    natural: str,
+    min_group_size: int,
+) -> tuple[str, str | None]:
+    """The cell of all reference groups, or the largest cell when that one is below ``min_group_size``.
+
+    Sizes are row counts (Σ membership), as for suppression.
+    Without the fallback a small all-reference cell (German credit: 28 domestic men aged 26-75)
+    would suppress every intersectional comparison.
+    """
+    if codes is not None:
+        n = np.bincount(codes[codes >= 0], minlength=len(labels)).astype("float64")
+    else:
+        assert mem is not None
+        n = mem.sum(axis=0)
+    i = labels.index(natural)
+    if n[i] >= min_group_size:
+        return natural, None
+    j = int(np.argmax(n))
+    if n[j] < min_group_size:
+        return natural, None
+    return labels[j], (
+        f"the cell of all reference groups ({natural}) has n = {float(n[i]):g} < policy.min_group_size = "
+        f"{min_group_size}; the largest cell ({labels[j]}, n = {float(n[j]):g}) is the reference instead"
+    )
 
 
 _TESTED = ("air", "smd", "false_positive_rate", "false_negative_rate")
