@@ -23,7 +23,7 @@ from scipy import stats
 from sklearn.metrics import precision_score, roc_auc_score
 
 from service.audits import fairness
-from service.audits.context import AuditContext, Split
+from service.audits.context import AuditContext, ProtectedGroups, Split
 from service.config import parse_spec
 from service.inputs.prepare import prepare
 
@@ -708,3 +708,92 @@ def test_weight_column_through_the_spec_equals_duplicated_rows(tmp_path):
             ga, gb = blk_a.groups[g], blk_b.groups[g]
             assert ga.weighted_n == gb.n  # rows vs weights
             _same(ga, gb, fields=tuple(f for f in fields if f != "weighted_n"))
+
+
+def test_air_below_threshold_but_not_significant_is_medium(tmp_path):
+    """AIR 0.75 on 40 vs 35 applicants: Pearson p = 0.058 (scipy), so q >= p: medium, text says so."""
+    fav_a, fav_b = [0.2] * 32 + [0.9] * 8, [0.2] * 21 + [0.9] * 14  # score >= 0.5 is adverse
+    frame = pd.DataFrame(
+        {
+            "y": ([0, 1] * 40)[:75],
+            "score": fav_a + fav_b,
+            "grp": ["a"] * 40 + ["b"] * 35,
+        }
+    )
+    spec = parse_spec(
+        {
+            "model_name": "small",
+            "dataset": "d.csv",
+            "target": "y",
+            "score": {"column": "score", "threshold": 0.5},
+            "protected": [{"name": "grp", "column": "grp", "reference": "a"}],
+            "bootstrap": 200,
+        },
+        source=str(tmp_path / "spec.json"),
+        base_dir=tmp_path,
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    out = fairness.run(prepare(spec).context)
+    gf = out.section.attributes["grp"].groups["b"]
+    p = stats.chi2_contingency([[32, 8], [21, 14]], correction=False).pvalue
+    assert p > 0.05 and gf.air_p_value == pytest.approx(p, rel=1e-9)
+    assert gf.air == pytest.approx((21 / 35) / (32 / 40), abs=EXACT) and gf.air_q_value >= gf.air_p_value
+    f = next(f for f in out.findings if f.metric == "air")
+    assert f.severity == "medium" and "NOT statistically significant" in f.detail
+    assert f.threshold == 0.8 and f.threshold_source == "default"  # air_min not set in this spec
+    # shortfall: 0.8 * 32/40 * 35 = 22.4 favorable needed, 21 observed -> 2 more
+    assert gf.shortfall == 2
+
+
+def test_smd_and_error_gap_findings_follow_thresholds_and_q(taiwan_out, taiwan_ctx):
+    """One finding per breach of smd_max / error_rate_gap_max: medium when BH q < significance, else low."""
+    policy = taiwan_ctx.spec.policy
+    sec = taiwan_out.section
+    by_key = {(f.metric, f.title.rsplit("(", 1)[-1].rstrip(")")): f for f in taiwan_out.findings}
+    expected = 0
+    severities = set()
+    for attr, b in [*sec.attributes.items(), ("intersection", sec.intersections)]:
+        for g, gf in b.groups.items():
+            if g == b.reference or gf.suppressed:
+                continue
+            label = g if attr == "intersection" else f"{attr}={g}"
+            checks = [("smd", gf.smd, gf.smd_q_value, policy.smd_max)]
+            for m in ("false_positive_rate", "false_negative_rate"):
+                ref_rate = getattr(b.groups[b.reference], m)
+                d = None if getattr(gf, m) is None or ref_rate is None else getattr(gf, m) - ref_rate
+                checks.append((f"{m}_difference", d, getattr(gf, f"{m}_q_value"), policy.error_rate_gap_max))
+            for metric, value, q, limit in checks:
+                f = by_key.get((metric, label))
+                if value is None or abs(value) <= limit:
+                    assert f is None, (metric, label)
+                    continue
+                expected += 1
+                assert f is not None and f.value == pytest.approx(value, abs=1e-12), (metric, label)
+                sev = "medium" if q is not None and q < policy.significance else "low"
+                assert f.severity == sev and f.threshold == limit and f.threshold_source == "default"
+                severities.add(sev)
+    assert expected >= 5 and severities == {"medium", "low"}  # both branches exercised on Taiwan
+    gap_metrics = {"smd", "false_positive_rate_difference", "false_negative_rate_difference"}
+    assert sum(f.metric in gap_metrics for f in taiwan_out.findings) == expected
+
+
+def test_intersection_of_estimated_attribute_uses_membership_products():
+    """With a BISG-style attribute the intersection weights are products of memberships."""
+    rng = np.random.default_rng(9)
+    n = 400
+    sex_codes = rng.integers(0, 2, n)
+    race_p = rng.dirichlet([2, 1, 1], size=n)
+    sex = ProtectedGroups("sex", "sex", "m", ["m", "f"], sex_codes, np.eye(2)[sex_codes])
+    race = ProtectedGroups(
+        "race", None, "white", ["white", "black", "hispanic"], race_p.argmax(1), race_p, True, "BISG"
+    )
+    labels, mem, ref, codes = fairness.intersect([sex, race])
+    assert codes is None and ref == "sex=m|race=white" and labels[0] == ref
+    assert len(labels) == 6
+    i = labels.index("sex=f|race=black")
+    np.testing.assert_allclose(mem[:, i], (sex_codes == 1) * race_p[:, 1], atol=0)
+    np.testing.assert_allclose(mem.sum(axis=1), 1.0, atol=1e-12)
+    # observed attributes: hard codes, identical cells to the membership product
+    labels2, mem2, _, codes2 = fairness.intersect([sex, sex])
+    assert mem2 is None and set(labels2) == {"sex=m|sex=m", "sex=f|sex=f"}
+    assert (np.array(labels2)[codes2] == np.where(sex_codes == 0, "sex=m|sex=m", "sex=f|sex=f")).all()
