@@ -146,13 +146,13 @@ class ReasonsSpec(_Strict):
 class PolicySpec(_Strict):
     """Thresholds. Each is printed in the report as *policy* when the spec sets it, else *default*."""
 
-    air_min: float = 0.80
-    smd_max: float = 0.20
+    air_min: float = Field(default=0.80, gt=0, le=1)
+    smd_max: float = Field(default=0.20, gt=0)
     psi_amber: float = 0.10
     psi_red: float = 0.25
-    min_group_size: int = 30
-    significance: float = 0.05
-    error_rate_gap_max: float = 0.10
+    min_group_size: int = Field(default=30, ge=1)
+    significance: float = Field(default=0.05, gt=0, lt=1)
+    error_rate_gap_max: float = Field(default=0.10, gt=0, le=1)
     auc_min: float = 0.60
     auc_drop_max: float = 0.05
     calibration_ratio_max: float = 0.25
