@@ -51,6 +51,7 @@ class PopulationTest(ResultModel):
     df: int
     p_value: float | None
     groups_not_in_benchmark: list[str]
+    groups_absent_from_sample: list[str] = []
     method: str
 
 
@@ -66,6 +67,7 @@ class AttributeRepresentation(ResultModel):
     groups: dict[str, GroupRepresentation]
     missingness_gaps: list[MissingnessGap]
     population_test: PopulationTest | None = None
+    population_shares: dict[str, float] | None = None
     diagnostics: dict[str, object] | None = None
 
 
@@ -164,14 +166,17 @@ def _attribute(
     test = None
     if shares:
         named = [g for g in pg.groups if g in shares]
-        idx = [pg.groups.index(g) for g in named]
-        stat, p, df = chi_square_gof(raw_n[idx], np.array([shares[g] for g in named]))
+        # a benchmark group with no row in the sample is the largest representation gap of all
+        absent = [g for g in shares if g not in pg.groups]
+        observed = np.concatenate([raw_n[[pg.groups.index(g) for g in named]], np.zeros(len(absent))])
+        stat, p, df = chi_square_gof(observed, np.array([shares[g] for g in named + absent]))
         test = PopulationTest(
-            groups=named,
+            groups=named + absent,
             statistic=_f(stat),
             df=df,
             p_value=_f(p),
             groups_not_in_benchmark=[g for g in pg.groups if g not in shares],
+            groups_absent_from_sample=absent,
             method="Pearson chi-square goodness of fit on unweighted group counts"
             + (" (expected counts from BISG probabilities: approximate)" if pg.estimated else ""),
         )
@@ -187,6 +192,7 @@ def _attribute(
         groups=groups,
         missingness_gaps=gaps,
         population_test=test,
+        population_shares=dict(shares) if shares else None,
         diagnostics=dict(pg.diagnostics) if pg.estimated else None,
     )
 
@@ -248,6 +254,20 @@ def _findings(sec: RepresentationSection, ctx: AuditContext) -> list[Finding]:
                     )
                 )
         t = a.population_test
+        shares = a.population_shares or {}
+        for g in t.groups_absent_from_sample if t is not None else []:
+            out.append(
+                finding(
+                    SECTION,
+                    "medium",
+                    f"Benchmark group absent from the sample: {name}={g}",
+                    f"protected[].population_shares gives '{g}' a population share of "
+                    f"{shares.get(g, 0.0):.1%} but no row of the sample belongs to it (or the label differs "
+                    f"from the data's: groups present are {', '.join(a.groups)})",
+                    metric="population_share",
+                    value=shares.get(g),
+                )
+            )
         if t is not None and t.p_value is not None and t.p_value < policy.significance:
             gaps = {g: r.population_gap for g, r in a.groups.items() if r.population_gap is not None}
             g_worst = max(gaps, key=lambda k: abs(gaps[k] or 0.0)) if gaps else None
