@@ -17,6 +17,7 @@ import fairlearn.metrics as fl_metrics
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -25,7 +26,9 @@ from sklearn.metrics import precision_score, roc_auc_score
 from service.audits import fairness
 from service.audits.context import AuditContext, ProtectedGroups, Split
 from service.config import parse_spec
+from service.errors import InputError
 from service.inputs.prepare import prepare
+from tests.conftest import GERMAN_SPEC, run_cli
 
 EXACT = 1e-10
 MC_REL = 0.15  # bootstrap half-width vs analytic half-width, relative, for 1,000 replicates
@@ -797,3 +800,44 @@ def test_intersection_of_estimated_attribute_uses_membership_products():
     labels2, mem2, _, codes2 = fairness.intersect([sex, sex])
     assert mem2 is None and set(labels2) == {"sex=m|sex=m", "sex=f|sex=f"}
     assert (np.array(labels2)[codes2] == np.where(sex_codes == 0, "sex=m|sex=m", "sex=f|sex=f")).all()
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+BAD_POLICY = [
+    ("air_min", 1.5, "Input should be less than or equal to 1"),
+    ("air_min", 0, "Input should be greater than 0"),
+    ("smd_max", -0.2, "Input should be greater than 0"),
+    ("min_group_size", 0, "Input should be greater than or equal to 1"),
+    ("significance", 1.0, "Input should be less than 1"),
+    ("error_rate_gap_max", 0, "Input should be greater than 0"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_POLICY)
+def test_bad_fairness_policy_is_an_input_error_naming_the_key(key, value, message):
+    spec = {
+        "model_name": "x",
+        "dataset": "d.csv",
+        "target": "y",
+        "score": {"column": "s"},
+        "policy": {key: value},
+    }
+    with pytest.raises(InputError, match=rf"spec\.yaml: field 'policy\.{key}': {message} \(got {value!r}\)"):
+        parse_spec(spec, source="spec.yaml")
+
+
+def test_bad_fairness_policy_exits_2_from_the_cli(tmp_path):
+    spec = yaml.safe_load(GERMAN_SPEC.read_text())
+    spec["dataset"] = str(GERMAN_SPEC.parent / spec["dataset"])
+    spec["model"] = str(GERMAN_SPEC.parent / spec["model"])
+    spec["reason_codes"] = str(GERMAN_SPEC.parent / spec["reason_codes"])
+    spec["policy"]["air_min"] = 4 / 5 * 100  # a percentage where a fraction is expected
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    res = run_cli("audit", str(path), "--out", str(tmp_path / "out"), "-q")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert (
+        "policy.air_min" in res.stderr and "less than or equal to 1" in res.stderr and str(path) in res.stderr
+    )
+    assert not (tmp_path / "out" / "audit.json").exists()
