@@ -841,3 +841,18 @@ def test_bad_fairness_policy_exits_2_from_the_cli(tmp_path):
         "policy.air_min" in res.stderr and "less than or equal to 1" in res.stderr and str(path) in res.stderr
     )
     assert not (tmp_path / "out" / "audit.json").exists()
+
+
+def test_out_of_time_split_gets_its_own_fairness_block(tmp_path):
+    """With ``oot_dataset`` the OOT sample is audited too (splits.oot), matching a dev-only run on it."""
+    dev, oot = _frame(21, n=200), _frame(22, n=180)
+    oot.to_csv(tmp_path / "oot.csv", index=False)
+    (tmp_path / "solo").mkdir()
+    both = fairness.run(prepare(_spec_for(tmp_path, dev, oot_dataset="oot.csv")).context).section
+    solo = fairness.run(prepare(_spec_for(tmp_path / "solo", oot)).context).section
+    assert set(both.splits) == {"oot"} and both.splits["oot"].n == 180
+    # the OOT block's point estimates and its own BH q-values equal a stand-alone audit of the OOT file
+    for name, blk in both.splits["oot"].attributes.items():
+        for g, gf in blk.groups.items():
+            _same(gf, solo.attributes[name].groups[g], fields=(*_POINT_FIELDS, "air_q_value", "smd_q_value"))
+    assert both.splits["oot"].tests == solo.tests
