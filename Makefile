@@ -48,6 +48,10 @@ test: sysdeps lint pytest
 bench: sysdeps $(VENV)/.installed-dev
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# Storage (and API) tests on a throw-away local PostgreSQL, installed from Debian packages if missing.
+test-postgres: $(VENV)/.installed-dev
+	bash tests/store/run_postgres.sh $(PYTEST_ARGS)
+
 fixtures: $(VENV)/.installed-dev
 	$(BIN)/python fixtures/build.py
 

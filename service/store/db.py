@@ -48,7 +48,15 @@ def make_engine(settings: Settings | None = None, *, url: str | None = None) -> 
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(normalise_url(url), pool_pre_ping=True)
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` or ``postgres://`` → the psycopg 3 driver (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -70,4 +78,4 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-__all__ = ["Base", "make_engine", "session_factory", "session_scope", "utcnow"]
+__all__ = ["Base", "make_engine", "normalise_url", "session_factory", "session_scope", "utcnow"]

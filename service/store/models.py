@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.store.db import Base, utcnow
@@ -51,7 +51,7 @@ class Artifact(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # dataset | model
     sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)  # uploads may pass 2 GiB
     filename: Mapped[str | None] = mapped_column(String(300), nullable=True)
     format: Mapped[str] = mapped_column(String(32))
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -85,7 +85,7 @@ class AuditJob(Base):
 
 
 class AuditLogEntry(Base):
-    """Append-only record of who did what (never updated or deleted by the service)."""
+    """Append-only record of who did what: the database refuses UPDATE and DELETE (migration 0002)."""
 
     __tablename__ = "audit_log"
 

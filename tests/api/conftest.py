@@ -68,15 +68,25 @@ def german_spec_body(dataset_id: str, model_id: str, *, bootstrap: int = 0) -> d
 
 @pytest.fixture
 def api(tmp_path):
+    """The app on a fresh SQLite file (or PostgreSQL database when ASSAY_TEST_POSTGRES_URL is set)."""
     from fastapi.testclient import TestClient
 
     from service.api.app import create_app
     from service.config import Settings
+    from tests.store.conftest import PG_URL, _pg_database
 
     settings = Settings(data_dir=tmp_path / "data", max_upload_bytes=UPLOAD_LIMIT, log_level="WARNING")
+    drop = None
+    if PG_URL:
+        settings.database_url, drop = _pg_database(PG_URL)
     app = create_app(settings, start_jobs=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Api(app, client, make_org(app, "org-a"), make_org(app, "org-b"), settings.data_dir)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Api(app, client, make_org(app, "org-a"), make_org(app, "org-b"), settings.data_dir)
+    finally:
+        app.state.engine.dispose()
+        if drop is not None:
+            drop()
 
 
 def upload(client: Any, path: str, data: bytes, headers: dict[str, str], name: str = "f") -> Any:

@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("org_id", sa.String(40), sa.ForeignKey("organisations.id"), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
-        sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("filename", sa.String(300), nullable=True),
         sa.Column("format", sa.String(32), nullable=False),
         sa.Column("meta", sa.JSON, nullable=False),
