@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ class AuditOut(_Out):
 class KeyCreateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["viewer", "auditor", "admin"]
-    label: str | None = None
+    label: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class KeyOut(_Out):

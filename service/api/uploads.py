@@ -79,7 +79,16 @@ async def receive_upload(request: Request, store: ArtifactStore, limit: int) -> 
         writer.abort()
         raise InputError("the uploaded file is empty", field="file", expected="a non-empty file")
     digest, size = writer.commit()
-    return Uploaded(digest, size, filename, bytes(sink.head), sink.tail)
+    return Uploaded(digest, size, clean_filename(filename), bytes(sink.head), sink.tail)
+
+
+def clean_filename(name: str | None) -> str | None:
+    """The client's file name as a label: base name only, no control characters, at most 300 characters."""
+    if name is None:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()[:300]
+    return name or None
 
 
 class _Parts:

@@ -33,6 +33,12 @@ def get_or_create_org(session: Session, name: str) -> Organisation:
     name = name.strip()
     if not name:
         raise InputError("the organisation name is empty", field="org", expected="a non-empty name")
+    if len(name) > 200 or not name.isprintable():
+        raise InputError(
+            f"the organisation name is {len(name)} characters or holds control characters",
+            field="org",
+            expected="a printable name of at most 200 characters",
+        )
     org = session.scalar(select(Organisation).where(Organisation.name == name))
     if org is None:
         org = Organisation(id=new_id("org"), name=name)
@@ -57,6 +63,12 @@ def create_key(session: Session, org_id: str, role: str, *, label: str | None = 
     """
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}", field="role", expected=" | ".join(ROLES))
+    if label is not None and (len(label) > 200 or not label.isprintable()):
+        raise InputError(
+            "the key label is too long or holds control characters",
+            field="label",
+            expected="a printable label of at most 200 characters",
+        )
     key_id = uuid.uuid4().hex[:16]
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)

@@ -119,3 +119,31 @@ def test_audit_log_records_who_did_what(api, german_uploaded):
     assert any(a == "model.upload" for a, _, _ in actions)
     assert all(e["request_id"] for e in log["items"])
     assert api.client.get("/v1/audit-log", headers=api.b.h("admin")).json()["total"] == 0
+
+
+def test_key_and_header_bad_inputs_are_422(api):
+    c, h = api.client, api.a.h("admin")
+    assert_problem(c.post("/v1/keys", headers=h, json={"role": "viewer", "label": "x" * 201}), 422, "label")
+    assert_problem(c.post("/v1/keys", headers=h, json={"role": "viewer", "label": "a\x00b"}), 422, "label")
+    assert_problem(c.post("/v1/keys", headers=h, json={"role": "viewer", "owner": "me"}), 422, "owner")
+    assert_problem(c.delete("/v1/keys/nope", headers=h), 404, "no key 'nope'")
+    r = c.post("/v1/audits", headers={**api.a.h("auditor"), "Idempotency-Key": "k" * 201}, json={})
+    assert_problem(r, 422, "idempotency-key")
+
+
+def test_a_key_revoked_outside_the_api_stops_working_after_the_cache_ttl(api, monkeypatch):
+    """`assay keys revoke` writes to the database; the server's key cache must not outlive it."""
+    import service.api.deps as deps
+    from service.store.db import utcnow
+    from service.store.models import ApiKey
+
+    c, key = api.client, api.a.keys["viewer"]
+    assert c.get("/v1/datasets", headers=api.a.h("viewer")).status_code == 200  # now cached
+    with api.app.state.sessions() as s:
+        s.get(ApiKey, key.split("_", 2)[1]).revoked_at = utcnow()
+        s.commit()
+    assert c.get("/v1/datasets", headers=api.a.h("viewer")).status_code == 200  # within the TTL
+    monkeypatch.setattr(deps, "KEY_CACHE_TTL_S", 0.0)
+    api.app.state.key_cache.clear()  # entries made with the old TTL
+    assert_problem(c.get("/v1/datasets", headers=api.a.h("viewer")), 401, "revoked")
+    assert not any(isinstance(k, str) for k in api.app.state.key_cache)  # no plain keys in memory

@@ -20,9 +20,13 @@ EXAMPLES_PER_OPERATION = 12
 def _build_app():
     from service.api.app import create_app
     from service.config import Settings
+    from tests.store.conftest import PG_URL, _pg_database
 
     data = Path(tempfile.mkdtemp(prefix="assay-fuzz-")) / "data"
-    app = create_app(Settings(data_dir=data, max_upload_bytes=200_000, log_level="ERROR"), start_jobs=False)
+    settings = Settings(data_dir=data, max_upload_bytes=200_000, log_level="ERROR")
+    if PG_URL:  # make test-postgres: the same fuzzing against PostgreSQL (stricter about lengths, NULs)
+        settings.database_url, _ = _pg_database(PG_URL)
+    app = create_app(settings, start_jobs=False)
     app.state.fuzz_org = make_org(app, "fuzz-org")
     return app
 

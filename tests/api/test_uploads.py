@@ -148,3 +148,21 @@ def test_garbage_model_is_422(api):
     r = upload(api.client, "/v1/models", b"hello world, not a model\n", api.a.h("auditor"), "m.onnx")
     assert_problem(r, 422)
     assert _stored_files(api) == []
+
+
+def test_client_file_names_are_labels_only(api):
+    """Paths, control characters and over-long names from the client never reach the database raw."""
+    h = api.a.h("auditor")
+    raw = {**h, "content-type": "application/octet-stream"}
+    r = api.client.post(
+        "/v1/datasets?filename=..%2F..%2Fetc%2Fevil%07na%00me.csv", headers=raw, content=b"a,b\n1,2\n"
+    )
+    assert r.status_code == 201 and r.json()["filename"] == "evilname.csv"
+    r = api.client.post(
+        "/v1/datasets?filename=" + "x" * 1000 + ".csv",
+        headers=raw,
+        content=b"c,d\n3,4\n",
+    )
+    assert r.status_code == 201 and r.json()["filename"] == "x" * 300
+    r = upload(api.client, "/v1/datasets", b"e,f\n5,6\n", h, "C:\\Users\\me\\data.csv")
+    assert r.json()["filename"] == "data.csv"

@@ -28,6 +28,5 @@ trap stop EXIT
   -o "-p $PORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 export ASSAY_TEST_POSTGRES_URL="postgresql://assay@127.0.0.1:$PORT/postgres"
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT"
-# the storage tests on both backends, and the API's TestClient tests on PostgreSQL
-.venv/bin/python -m pytest -p no:cacheprovider -q tests/store tests/api \
-  --deselect tests/api/test_server_e2e.py --deselect tests/api/test_openapi_fuzz.py "$@"
+# the storage tests on both backends; the API's TestClient and schemathesis tests on PostgreSQL
+.venv/bin/python -m pytest -p no:cacheprovider -q tests/store tests/api --deselect tests/api/test_server_e2e.py "$@"
