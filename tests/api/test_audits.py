@@ -162,3 +162,50 @@ def test_recovery_requeues_or_fails_jobs_left_running(api, german_uploaded):
     assert rows[j1].status == "queued" and rows[j1].worker_id is None
     assert rows[j2].status == "failed" and "server stopped" in rows[j2].error
     assert str(MAX_ATTEMPTS) in rows[j2].error and rows[j2].finished_at is not None
+
+
+def test_timeout_and_dead_worker_handling(api, german_uploaded, monkeypatch):
+    """Supervisor rules without real processes: over the time limit → worker killed, job failed;
+    a dead worker's job → re-queued while attempts remain."""
+    from service.jobs import JobManager
+    from service.store.db import utcnow
+    from service.store.models import AuditJob
+
+    class FakeProc:
+        def __init__(self) -> None:
+            self.killed = False
+
+        def kill(self) -> None:
+            self.killed = True
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    c, a = api.client, api.a
+    ds, mdl = german_uploaded
+    slow, dead = (
+        c.post("/v1/audits", headers=a.h("auditor"), json=german_spec_body(ds, mdl) | {"seed": i}).json()[
+            "id"
+        ]
+        for i in (1, 2)
+    )
+    settings = api.app.state.settings.model_copy(update={"job_timeout_s": 60})
+    mgr = JobManager(settings, api.app.state.engine, api.app.state.store)
+    spawned: list[int] = []
+    monkeypatch.setattr(mgr, "_spawn", lambda: spawned.append(1))
+    slow_proc, other_proc = FakeProc(), FakeProc()
+    mgr.procs = {"w-slow": slow_proc, "w-dead": other_proc}
+    with api.app.state.sessions() as s:
+        for jid, wid, age in ((slow, "w-slow", 61), (dead, "w-dead", 5)):
+            job = s.get(AuditJob, jid)
+            job.status, job.worker_id, job.attempts = "running", wid, 1
+            job.started_at = utcnow() - dt.timedelta(seconds=age)
+        s.commit()
+    mgr._enforce_timeout()
+    assert slow_proc.killed and not other_proc.killed and spawned == [1]
+    mgr._handle_dead("w-dead", "the worker process running the audit exited unexpectedly (exit code -9)")
+    rows = {j["id"]: j for j in c.get("/v1/audits", headers=a.h("viewer")).json()["items"]}
+    assert rows[slow]["status"] == "failed" and rows[slow]["finished_at"] is not None
+    got = c.get(f"/v1/audits/{slow}", headers=a.h("viewer")).json()["error"]
+    assert "time limit of 60 s" in got and "ASSAY_JOB_TIMEOUT_S" in got
+    assert rows[dead]["status"] == "queued" and "exit code -9" in rows[dead]["progress"]
