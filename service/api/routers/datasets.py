@@ -102,9 +102,12 @@ async def upload_dataset(
     try:
         fmt, meta = await run_in_threadpool(sniff_dataset, store.path(up.sha256), up)
     except InputError:
-        discard_if_unreferenced(session, request, up.sha256)
+        await run_in_threadpool(discard_if_unreferenced, session, request, up.sha256)
         raise
-    return register(session, request, principal, up, kind="dataset", fmt=fmt, meta=meta)
+    # database work off the event loop (a busy SQLite writer must not stall other requests)
+    return await run_in_threadpool(
+        register, session, request, principal, up, kind="dataset", fmt=fmt, meta=meta
+    )
 
 
 @router.get("", response_model=Page[ArtifactOut], summary="List datasets")
