@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -18,6 +19,8 @@ log = logging.getLogger("assay.api")
 access = logging.getLogger("assay.access")
 
 _SECRET_HEADERS = {"authorization", "cookie", "x-api-key"}
+# a caller's X-Request-ID is kept only if it is a plain token; otherwise a new one is made
+_RID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,8 +124,8 @@ class RequestContext:
             return
         rid = ""
         for k, v in scope.get("headers", []):
-            if k == b"x-request-id":
-                rid = v.decode("latin-1")[:64]
+            if k == b"x-request-id" and _RID.fullmatch(v):
+                rid = v.decode("ascii")
         rid = rid or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         status = 500

@@ -127,6 +127,9 @@ def test_health_ready_and_request_id(api):
     r = c.get("/healthz", headers={"X-Request-ID": "abc123"})
     assert r.headers["x-request-id"] == "abc123"
     assert len(c.get("/healthz").headers["x-request-id"]) == 32
+    for odd in ("x" * 65, "a b", "na\xefve".encode("latin-1"), "<script>"):
+        got = c.get("/healthz", headers={"X-Request-ID": odd}).headers["x-request-id"]
+        assert got != odd and len(got) == 32
 
 
 def test_unknown_routes_methods_and_validation_are_problem_json(api):
