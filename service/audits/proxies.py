@@ -8,8 +8,8 @@ For each protected attribute, on the development sample:
    * both: normalised mutual information NMI = I / mean(H(feature), H(group)) (numeric features
      binned at their deciles, missing values as their own category);
    * single-feature AUC, one-vs-rest per group (the feature's values, or for a categorical feature
-     its in-sample group share per category, ranking members of the group above non-members),
-     folded to ≥ 0.5; ``auc`` is the largest over groups.
+     its group share per category, cross-fitted over 5 folds so that identifier-like features are
+     not rewarded for memorising rows), folded to ≥ 0.5; ``auc`` is the largest over groups.
    Missing values count as their own category for V and NMI and are dropped for η and AUC. A
    feature is flagged when V or η ≥ ``policy.proxy_association_max`` or its AUC ≥
    ``policy.proxy_auc_max``.
@@ -57,6 +57,7 @@ MAX_ROWS_SCREEN = 200_000
 MAX_ROWS_MODEL = 10_000
 MAX_BOOT_MODEL = 500
 IMPORTANCE_MIN = 0.01
+SCREEN_FOLDS = 5
 
 
 class FeatureAssociation(ResultModel):
@@ -167,12 +168,36 @@ def _score_cells(x: np.ndarray) -> tuple[np.ndarray, int]:
     return inv, int(inv.max()) + 1
 
 
-def _category_scores(codes: np.ndarray, membership: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(n, k): for each row, the in-sample share of each group within the row's category."""
-    tab = contingency_from_membership(codes, membership, sample_weight=w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = tab / tab.sum(axis=1, keepdims=True)
-    return np.nan_to_num(share[codes])
+def _category_scores(
+    codes: np.ndarray, membership: np.ndarray, w: np.ndarray, folds: np.ndarray | None
+) -> np.ndarray:
+    """(n, k): each row's group shares within its category, cross-fitted over ``folds``.
+
+    A row's score comes from the rows of the *other* folds (out-of-fold target encoding), with one
+    pseudo-row at the overall group shares added to every category, so a high-cardinality
+    identifier (one or two rows per category) scores near chance instead of near-perfectly.
+    ``folds=None`` gives the in-sample shares.
+    """
+    m = np.asarray(membership, dtype="float64") * w[:, None]
+    n_cat = int(codes.max()) + 1 if codes.size else 0
+
+    def table(rows: np.ndarray) -> np.ndarray:
+        return np.column_stack(
+            [np.bincount(codes[rows], weights=m[rows, j], minlength=n_cat) for j in range(m.shape[1])]
+        )
+
+    every = np.ones(codes.size, dtype=bool)
+    full = table(every)
+    if folds is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num((full / full.sum(axis=1, keepdims=True))[codes])
+    prior = full.sum(axis=0) / max(full.sum(), 1e-300)
+    out = np.zeros(m.shape)
+    for f in np.unique(folds):
+        te = folds == f
+        tab = full - table(te)
+        out[te] = ((tab + prior) / (tab.sum(axis=1, keepdims=True) + 1.0))[codes[te]]
+    return out
 
 
 def screen_feature(
@@ -182,8 +207,12 @@ def screen_feature(
     kind: str,
     sample_weight: np.ndarray | None = None,
     auc_rows: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
 ) -> dict[str, object]:
-    """V or η, NMI and one-vs-rest AUCs of one feature against one attribute (see module docstring)."""
+    """V or η, NMI and one-vs-rest AUCs of one feature against one attribute (see module docstring).
+
+    ``folds`` (one fold id per row) cross-fits the category scores of a categorical feature's AUC.
+    """
     m = np.asarray(membership, dtype="float64")
     has = m.sum(axis=1) > 0
     w = np.ones(len(values)) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
@@ -201,7 +230,7 @@ def screen_feature(
         v = cramers_v(tab)
         cats = codes.copy()
         cats_missing = values.isna().to_numpy()
-        scores = _category_scores(cats[has], m[has], w[has])
+        scores = _category_scores(cats[has], m[has], w[has], None if folds is None else folds[has])
         full = np.zeros(m.shape)
         full[has] = scores
         r = rows[~cats_missing[rows]]
@@ -376,10 +405,11 @@ def _attribute(ctx: AuditContext, pg: ProtectedGroups) -> AttributeProxies:
     auc_rows = (
         idx_has if idx_has.size <= MAX_ROWS_SCREEN else np.sort(rng.choice(idx_has, MAX_ROWS_SCREEN, False))
     )
+    folds = rng.permutation(split.n) % SCREEN_FOLDS
     rows: list[FeatureAssociation] = []
     for f in feats:
         kind = "numeric" if column_kind(frame[f]) == "numeric" else "categorical"
-        r = screen_feature(frame[f], m, kind=kind, sample_weight=split.weight, auc_rows=auc_rows)
+        r = screen_feature(frame[f], m, kind=kind, sample_weight=split.weight, auc_rows=auc_rows, folds=folds)
         aucs = np.asarray(r["auc_by_group"], dtype="float64")
         auc_max = _f(np.nanmax(aucs)) if np.isfinite(aucs).any() else None
         assoc = r["cramers_v"] if kind == "categorical" else r["eta"]
