@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from service.audits import data, drift, fairness, imbalance, performance, proxies, representation, temporal
+from service.audits import explanations  # registered last: reads the proxies section
 from service.audits.context import AuditContext, SectionOutput
 
 AuditFn = Callable[[AuditContext], SectionOutput]
@@ -19,6 +20,7 @@ AUDITS: dict[str, AuditFn] = {
     "fairness": fairness.run,
     "temporal": temporal.run,
     "drift": drift.run,
+    "explanations": explanations.run,
 }
 
 __all__ = ["AUDITS", "AuditFn"]
