@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.audits import data, drift, fairness, imbalance, performance, proxies, representation, temporal
-from service.audits import explanations  # registered last: reads the proxies section
+from service.audits import (
+    data,
+    drift,
+    explanations,  # registered last: reads the proxies section
+    fairness,
+    imbalance,
+    performance,
+    proxies,
+    representation,
+    temporal,
+)
 from service.audits.context import AuditContext, SectionOutput
 
 AuditFn = Callable[[AuditContext], SectionOutput]
