@@ -6,8 +6,11 @@
 * A supervisor thread in the API process restarts dead workers. A job whose worker died is
   re-queued once (``MAX_ATTEMPTS``) and then marked ``failed`` with the reason; a job over
   ``ASSAY_JOB_TIMEOUT_S`` has its worker killed and is marked ``failed``.
-* On start, jobs left ``running`` by a previous server process are re-queued (or failed once they
-  have used their attempts), so no job stays stuck.
+* A running job's worker stamps ``heartbeat_at`` every ``HEARTBEAT_S``. Jobs left ``running`` by a
+  previous (or crashed) server process stop beating; at start and every few seconds after, the
+  supervisor re-queues (or, out of attempts, fails) jobs without a heartbeat for ``STALE_S`` that
+  none of its own workers holds, so no job stays stuck. A worker writes progress and results only
+  while the job is still its own, so a job taken over elsewhere is never written twice.
 * The worker calls the same ``service.runs`` functions as the CLI (``build_result``,
   ``write_outputs``); ids in the spec are resolved to artifact paths of the caller's organisation.
 """
@@ -42,6 +45,10 @@ log = logging.getLogger("assay.jobs")
 
 MAX_ATTEMPTS = 2
 POLL_S = 0.25
+# A running job's worker stamps ``heartbeat_at`` this often; a job of no live local worker whose
+# heartbeat is older than STALE_S is orphaned (its server died) and is re-queued or failed.
+HEARTBEAT_S = 2.0
+STALE_S = 10.0
 ID_FIELDS = {"dataset": "dataset", "oot_dataset": "dataset", "model": "model"}
 
 
@@ -111,7 +118,7 @@ def worker_main(worker_id: str, db_url: str, store_root: str, parent_pid: int) -
         if job_id is None:
             time.sleep(POLL_S)
             continue
-        run_job(sessions, store, job_id)
+        run_job(sessions, store, job_id, worker_id=worker_id)
 
 
 def claim_next(sessions: sessionmaker[Session], worker_id: str) -> str | None:
@@ -128,6 +135,7 @@ def claim_next(sessions: sessionmaker[Session], worker_id: str) -> str | None:
                     status="running",
                     worker_id=worker_id,
                     started_at=utcnow(),
+                    heartbeat_at=utcnow(),
                     attempts=AuditJob.attempts + 1,
                     progress="starting",
                 )
@@ -138,21 +146,63 @@ def claim_next(sessions: sessionmaker[Session], worker_id: str) -> str | None:
     return None
 
 
-def _finish(sessions: sessionmaker[Session], job_id: str, **values: Any) -> None:
+def _mine(job_id: str, worker_id: str | None) -> Any:
+    """WHERE clause: the job is still running under this worker (not re-queued to another meanwhile)."""
+    cond = (AuditJob.id == job_id) & (AuditJob.status == "running")
+    return cond & (AuditJob.worker_id == worker_id) if worker_id is not None else cond
+
+
+def _finish(sessions: sessionmaker[Session], job_id: str, worker_id: str | None, **values: Any) -> None:
     with sessions() as s:
-        s.execute(
-            update(AuditJob)
-            .where(AuditJob.id == job_id, AuditJob.status == "running")
-            .values(finished_at=utcnow(), **values)
-        )
+        s.execute(update(AuditJob).where(_mine(job_id, worker_id)).values(finished_at=utcnow(), **values))
         s.commit()
 
 
-def run_job(sessions: sessionmaker[Session], store: ArtifactStore, job_id: str) -> None:
-    """Run one claimed job with the CLI's code path and store audit.json (+ report.pdf)."""
+class _Heartbeat(threading.Thread):
+    """Stamps ``heartbeat_at`` on the running job every HEARTBEAT_S until stopped."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: str, worker_id: str | None) -> None:
+        super().__init__(name="assay-job-heartbeat", daemon=True)
+        self.sessions, self.job_id, self.worker_id = sessions, job_id, worker_id
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(HEARTBEAT_S):
+            # a missed beat is harmless: STALE_S allows several
+            with contextlib.suppress(Exception), self.sessions() as s:
+                s.execute(
+                    update(AuditJob).where(_mine(self.job_id, self.worker_id)).values(heartbeat_at=utcnow())
+                )
+                s.commit()
+
+
+def run_job(
+    sessions: sessionmaker[Session], store: ArtifactStore, job_id: str, *, worker_id: str | None = None
+) -> None:
+    """Run one claimed job with the CLI's code path and store audit.json (+ report.pdf).
+
+    With ``worker_id``, results are written only while the job is still this worker's.
+    """
     from service.config import parse_spec
     from service.runs import build_result, write_outputs
 
+    beat = _Heartbeat(sessions, job_id, worker_id)
+    beat.start()
+    try:
+        _run_job(sessions, store, job_id, worker_id, parse_spec, build_result, write_outputs)
+    finally:
+        beat.done.set()
+
+
+def _run_job(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    job_id: str,
+    worker_id: str | None,
+    parse_spec: Any,
+    build_result: Any,
+    write_outputs: Any,
+) -> None:
     last = [0.0]
 
     def progress(msg: str) -> None:
@@ -161,7 +211,7 @@ def run_job(sessions: sessionmaker[Session], store: ArtifactStore, job_id: str) 
             return
         last[0] = now
         with sessions() as s:
-            s.execute(update(AuditJob).where(AuditJob.id == job_id).values(progress=msg[:500]))
+            s.execute(update(AuditJob).where(_mine(job_id, worker_id)).values(progress=msg[:500]))
             s.commit()
 
     paths: dict[str, str] = {}
@@ -183,6 +233,7 @@ def run_job(sessions: sessionmaker[Session], store: ArtifactStore, job_id: str) 
         _finish(
             sessions,
             job_id,
+            worker_id,
             status="succeeded",
             progress="done",
             result_sha256=result_sha,
@@ -191,11 +242,11 @@ def run_job(sessions: sessionmaker[Session], store: ArtifactStore, job_id: str) 
         )
     except InputError as exc:
         error = _scrub(exc.render(), paths, store)
-        _finish(sessions, job_id, status="failed", progress="failed", error=error)
+        _finish(sessions, job_id, worker_id, status="failed", progress="failed", error=error)
     except Exception as exc:  # the job fails with a reason; the worker survives
         log.exception("audit job %s failed", job_id)
         error = _scrub(f"internal error while auditing: {type(exc).__name__}: {exc}", paths, store)
-        _finish(sessions, job_id, status="failed", progress="failed", error=error[:2000])
+        _finish(sessions, job_id, worker_id, status="failed", progress="failed", error=error[:2000])
 
 
 def _scrub(text: str, paths: dict[str, str], store: ArtifactStore) -> str:
@@ -289,8 +340,12 @@ class JobManager:
         log.info("worker started", extra={"worker_id": wid, "pid": p.pid})
 
     def _supervise(self) -> None:
+        last_recover = time.monotonic()
         while not self._stop.wait(0.5):
             try:
+                if time.monotonic() - last_recover > STALE_S / 2:
+                    last_recover = time.monotonic()
+                    self.recover()
                 for wid, p in list(self.procs.items()):
                     if not p.is_alive():
                         code = p.exitcode
@@ -359,20 +414,36 @@ class JobManager:
             log.warning("job failed", extra={"job_id": job.id, "reason": reason})
 
     def recover(self) -> int:
-        """Jobs left ``running`` by a previous server process: re-queue or fail them. Returns the count."""
+        """Orphaned jobs: ``running`` under no live worker of this process and without a heartbeat for
+        STALE_S (their server stopped or crashed). Re-queue or fail them; returns how many.
+
+        Called at start and then every few seconds, so a job orphaned by a crash is picked up soon
+        after the restart, while jobs of another live server on the same database (fresh heartbeats)
+        are left alone.
+        """
+        now = utcnow()
+        n = 0
         with self.sessions() as s:
             jobs = s.scalars(select(AuditJob).where(AuditJob.status == "running")).all()
             for job in jobs:
                 if job.worker_id and job.worker_id.startswith(self.instance):
                     continue
+                beat = job.heartbeat_at or job.started_at
+                if beat is not None:
+                    beat = beat if beat.tzinfo is not None else beat.replace(tzinfo=dt.UTC)
+                    if (now - beat).total_seconds() < STALE_S:
+                        continue
                 self._requeue_or_fail(s, job, "the server stopped while the audit was running")
+                n += 1
             s.commit()
-            return len(jobs)
+        return n
 
 
 __all__ = [
     "JobManager",
+    "HEARTBEAT_S",
     "MAX_ATTEMPTS",
+    "STALE_S",
     "check_http_spec",
     "claim_next",
     "resolve_spec",

@@ -140,31 +140,84 @@ def test_unknown_routes_methods_and_validation_are_problem_json(api):
     assert body["errors"][0]["loc"] == "query.limit"
 
 
-def test_recovery_requeues_or_fails_jobs_left_running(api, german_uploaded):
-    """Restart: jobs 'running' under a previous process are re-queued, or failed once out of attempts."""
-    from service.jobs import MAX_ATTEMPTS, JobManager
+def test_recovery_requeues_or_fails_orphaned_jobs_only(api, german_uploaded):
+    """Restart: jobs 'running' without a heartbeat for STALE_S are re-queued, or failed once out of
+    attempts; a job of another live server (fresh heartbeat) is left alone."""
+    from service.jobs import MAX_ATTEMPTS, STALE_S, JobManager
+    from service.store.db import utcnow
     from service.store.models import AuditJob
 
     c, a = api.client, api.a
     ds, mdl = german_uploaded
-    j1 = c.post("/v1/audits", headers=a.h("auditor"), json=german_spec_body(ds, mdl) | {"seed": 1}).json()[
-        "id"
-    ]
-    j2 = c.post("/v1/audits", headers=a.h("auditor"), json=german_spec_body(ds, mdl) | {"seed": 2}).json()[
-        "id"
-    ]
+    j1, j2, j3, j4 = (
+        c.post("/v1/audits", headers=a.h("auditor"), json=german_spec_body(ds, mdl) | {"seed": i}).json()[
+            "id"
+        ]
+        for i in range(4)
+    )
+    now = utcnow()
     with api.app.state.sessions() as s:
-        for jid, attempts in ((j1, 1), (j2, MAX_ATTEMPTS)):
+        for jid, attempts, beat in (
+            (j1, 1, None),
+            (j2, MAX_ATTEMPTS, now - dt.timedelta(seconds=STALE_S + 1)),
+            (j3, 1, now),  # another server's worker, alive
+            (j4, 1, now - dt.timedelta(seconds=STALE_S + 5)),
+        ):
             job = s.get(AuditJob, jid)
-            job.status, job.attempts, job.worker_id = "running", attempts, "deadbeef-1"
+            job.status, job.attempts, job.worker_id, job.heartbeat_at = (
+                "running",
+                attempts,
+                "deadbeef-1",
+                beat,
+            )
         s.commit()
     mgr = JobManager(api.app.state.settings, api.app.state.engine, api.app.state.store)
-    assert mgr.recover() == 2
+    assert mgr.recover() == 3
     with api.app.state.sessions() as s:
         rows = {j.id: j for j in s.scalars(select(AuditJob))}
-    assert rows[j1].status == "queued" and rows[j1].worker_id is None
+    assert rows[j1].status == rows[j4].status == "queued" and rows[j1].worker_id is None
     assert rows[j2].status == "failed" and "server stopped" in rows[j2].error
     assert str(MAX_ATTEMPTS) in rows[j2].error and rows[j2].finished_at is not None
+    assert rows[j3].status == "running" and rows[j3].worker_id == "deadbeef-1"
+
+
+def test_a_worker_never_writes_a_job_taken_over_by_another(api, monkeypatch):
+    """After a job is re-queued and claimed elsewhere, the old worker's outcome is dropped."""
+    import service.jobs as jobs
+    from service.store.models import AuditJob
+    from tests.api.conftest import upload
+
+    c, a = api.client, api.a
+    d = upload(c, "/v1/datasets", b"x,y\n1,0\n2,1\n3,0\n", a.h("auditor"), "tiny.csv").json()["id"]
+    job = c.post(
+        "/v1/audits",
+        headers=a.h("auditor"),
+        json={"model_name": "m", "dataset": d, "target": "zz", "score": {"column": "x"}},
+    )
+    jid = job.json()["id"]
+    assert jobs.claim_next(api.app.state.sessions, "w-old") == jid
+    with api.app.state.sessions() as s:
+        s.get(AuditJob, jid).worker_id = "w-new"  # re-queued and re-claimed meanwhile
+        s.commit()
+    jobs.run_job(api.app.state.sessions, api.app.state.store, jid, worker_id="w-old")
+    g = c.get(f"/v1/audits/{jid}", headers=a.h("viewer")).json()
+    assert (g["status"], g["error"], g["finished_at"]) == ("running", None, None)
+    # the rightful worker's outcome is written, and its heartbeat is stamped while it runs
+    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.02)
+    beat = jobs._Heartbeat(api.app.state.sessions, jid, "w-new")
+    with api.app.state.sessions() as s:
+        before = s.get(AuditJob, jid).heartbeat_at
+    beat.start()
+    import time
+
+    time.sleep(0.3)
+    beat.done.set()
+    beat.join()
+    with api.app.state.sessions() as s:
+        assert s.get(AuditJob, jid).heartbeat_at > before
+    jobs.run_job(api.app.state.sessions, api.app.state.store, jid, worker_id="w-new")
+    g = c.get(f"/v1/audits/{jid}", headers=a.h("viewer")).json()
+    assert g["status"] == "failed" and "'zz'" in g["error"]
 
 
 def test_timeout_and_dead_worker_handling(api, german_uploaded, monkeypatch):

@@ -49,7 +49,7 @@ def test_upgrade_is_idempotent(engine):
     upgrade(engine)
     with engine.connect() as conn:
         after = {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
-    assert "0002_audit_log_append_only" in before and before == after
+    assert "0003_job_heartbeat" in before and before == after
 
 
 def test_keys_store_only_a_salted_hash_and_verify(sessions, two_orgs):
