@@ -8,6 +8,7 @@ the database intact afterwards; JSON logs with request ids and no secret in them
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -257,6 +258,14 @@ def test_two_organisations_end_to_end(stack):
         and api_doc["meta"]["inputs"]["model"]["path"] == mdl
     )
     assert api_doc["meta"]["inputs"]["dataset"]["sha256"] == ra.json()["sha256"]
+    body = json.dumps(german_spec_body(ds, mdl, bootstrap=0), sort_keys=True).encode()
+    assert api_doc["meta"]["inputs"]["spec"] == {
+        "path": "request body",
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "rows": None,
+        "columns": None,
+        "format": "json",
+    }
 
     pdf = httpx.get(f"{s.url}/v1/audits/{job}/report.pdf", headers=_h(k[("a", "viewer")]), timeout=30)
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
