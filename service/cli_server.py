@@ -13,14 +13,11 @@ from service.store.models import ROLES
 
 
 def _engine_and_settings() -> tuple[Engine, Settings]:
-    from service.store.db import make_engine
-    from service.store.migrate import upgrade
+    from service.store.db import open_database
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings)
-    upgrade(engine)
-    return engine, settings
+    return open_database(settings), settings
 
 
 def serve(
@@ -38,10 +35,10 @@ def serve(
     from service.api.app import create_app
     from service.api.observability import uvicorn_log_config
 
-    settings = Settings()
+    engine, settings = _engine_and_settings()
     if workers is not None:
         settings.workers = workers
-    app = create_app(settings)
+    app = create_app(settings, engine=engine)
     try:
         scheduler = importlib.import_module("service.monitoring.scheduler")
     except ImportError:

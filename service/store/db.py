@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from service.config import Settings
+from service.errors import InputError
 
 
 class Base(DeclarativeBase):
@@ -48,7 +50,31 @@ def make_engine(settings: Settings | None = None, *, url: str | None = None) -> 
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(normalise_url(url), pool_pre_ping=True)
+    try:
+        return create_engine(normalise_url(url), pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise InputError(
+            f"not a usable database URL ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            field="ASSAY_DATABASE_URL",
+            expected="postgresql://user:password@host:5432/dbname, or unset for SQLite under ASSAY_DATA_DIR",
+        ) from None
+
+
+def open_database(settings: Settings) -> Engine:
+    """Engine + migrations for a server or CLI command; an unreachable database is a clear error."""
+    from service.store.migrate import upgrade
+
+    engine = make_engine(settings)
+    try:
+        upgrade(engine)
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise InputError(
+            f"cannot open the database {where} ({str(exc.orig).strip().splitlines()[0]})",
+            field="ASSAY_DATABASE_URL" if settings.database_url else "ASSAY_DATA_DIR",
+            expected="a reachable database the server may write to",
+        ) from None
+    return engine
 
 
 def normalise_url(url: str) -> str:
@@ -78,4 +104,12 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-__all__ = ["Base", "make_engine", "normalise_url", "session_factory", "session_scope", "utcnow"]
+__all__ = [
+    "Base",
+    "make_engine",
+    "normalise_url",
+    "open_database",
+    "session_factory",
+    "session_scope",
+    "utcnow",
+]

@@ -44,3 +44,17 @@ def test_keys_cli_create_list_revoke_and_bad_input(tmp_path):
         res = run_cli(*args, env=env)
         assert res.returncode == 2, (args, res.returncode, res.stderr)
         assert needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_bad_database_settings_exit_2_without_leaking_the_password(tmp_path):
+    base = {"ASSAY_DATA_DIR": str(tmp_path / "data")}
+    cases = (
+        ({"ASSAY_DATABASE_URL": "nonsense://"}, "not a usable database URL"),
+        ({"ASSAY_DATABASE_URL": "postgresql://me:hunter2@127.0.0.1:1/assay"}, "cannot open the database"),
+    )
+    for extra, needle in cases:
+        for args in (("keys", "create", "--org", "a", "--role", "viewer"), ("serve", "--port", "1")):
+            res = run_cli(*args, env={**base, **extra})
+            assert res.returncode == 2, (args, res.stderr)
+            assert needle in res.stderr and "ASSAY_DATABASE_URL" in res.stderr, res.stderr
+            assert "hunter2" not in res.stderr + res.stdout and "Traceback" not in res.stderr
