@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import AssayError, InputError, Unauthorized, UntrustedModelError
@@ -84,6 +85,16 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, detail, title="Invalid request", request=request, errors=errors)
 
 
+def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return problem(
+        503,
+        "the database is unavailable; retry shortly (GET /readyz shows the state)",
+        request=request,
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal error; the request id identifies it in the server log", request=request)
@@ -93,4 +104,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AssayError, _assay_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(Exception, _unhandled)

@@ -265,3 +265,28 @@ def test_timeout_and_dead_worker_handling(api, german_uploaded, monkeypatch):
     got = c.get(f"/v1/audits/{slow}", headers=a.h("viewer")).json()["error"]
     assert "time limit of 60 s" in got and "ASSAY_JOB_TIMEOUT_S" in got
     assert rows[dead]["status"] == "queued" and "exit code -9" in rows[dead]["progress"]
+
+
+def test_database_outage_is_503_problem_json_and_readyz_says_so(api, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import service.api.routers.datasets as datasets
+
+    def down(*a, **k):
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(datasets.repo, "list_artifacts", down)
+    r = api.client.get("/v1/datasets", headers=api.a.h("viewer"))
+    assert_problem(r, 503, "database is unavailable")
+    assert r.headers["retry-after"] == "5"
+
+    class Broken:
+        def connect(self):
+            raise OperationalError("SELECT 1", {}, Exception("gone"))
+
+    engine, api.app.state.engine = api.app.state.engine, Broken()
+    try:
+        ready = api.client.get("/readyz")
+    finally:
+        api.app.state.engine = engine
+    assert ready.status_code == 503 and ready.json()["checks"]["database"] == "error: OperationalError"
