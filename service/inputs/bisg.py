@@ -226,25 +226,29 @@ def parse_geographies(g: pd.Series, *, kind: GeoKind, source: str) -> tuple[np.n
                 expected="one kind of code throughout: 5-digit ZIP/ZCTA or 11-digit census tract GEOID",
             )
         return np.where(ok, np.nan_to_num(v), -1).astype("int64"), resolved
-    txt = g.astype("string").str.strip()
+    # validate and parse each distinct value once (codes repeat heavily); counts are of rows
+    row_codes, uniq = pd.factorize(g, use_na_sentinel=True)
+    rows_per = np.bincount(row_codes[row_codes >= 0], minlength=len(uniq))
+    gu = pd.Series(uniq, dtype=object)
+    txt = gu.astype("string").str.strip()
     zip4 = txt.str.fullmatch(r"\d{5}-\d{4}").fillna(False).to_numpy(dtype=bool)
     txt = txt.where(~zip4, txt.str.slice(0, 5))
     is5 = txt.str.fullmatch(r"\d{5}").fillna(False).to_numpy(dtype=bool)
     is11 = txt.str.fullmatch(r"\d{11}").fillna(False).to_numpy(dtype=bool)
     empty = txt.fillna("").eq("").to_numpy(dtype=bool)
-    miss = miss | empty
-    bad = ~(is5 | is11 | miss)
+    bad = ~(is5 | is11 | empty)
     if kind == "zcta":
         bad |= is11
     elif kind == "tract":
         bad |= is5
     if bad.any():
-        ex = ", ".join(repr(str(x)) for x in g[bad].head(3))
+        ex = ", ".join(repr(str(x)) for x in gu[bad].head(3))
         want = {"zcta": "5-digit ZIP/ZCTA codes", "tract": "11-digit census tract GEOIDs"}.get(
             kind, "5-digit ZIP/ZCTA or 11-digit census tract codes"
         )
         raise InputError(
-            f"geography column '{g.name}' has {int(bad.sum())} value(s) in the wrong format (e.g. {ex})",
+            f"geography column '{g.name}' has {int(rows_per[bad].sum())} value(s) in the wrong format "
+            f"(e.g. {ex})",
             file=source,
             field=field_name,
             expected=f"{want} as text, e.g. '02134' or '25025010405' (if leading zeros were lost, "
@@ -252,13 +256,13 @@ def parse_geographies(g: pd.Series, *, kind: GeoKind, source: str) -> tuple[np.n
         )
     if kind == "auto" and is5.any() and is11.any():
         raise InputError(
-            f"geography column '{g.name}' mixes 5-digit ZIP codes ({int(is5.sum())}) and 11-digit tracts "
-            f"({int(is11.sum())})",
+            f"geography column '{g.name}' mixes 5-digit ZIP codes ({int(rows_per[is5].sum())}) and "
+            f"11-digit tracts ({int(rows_per[is11].sum())})",
             file=source,
             field=field_name,
             expected="one kind of geography code throughout (set bisg.geography_kind to say which)",
         )
-    if miss.all():
+    if empty.all():
         raise InputError(
             f"geography column '{g.name}' is entirely missing",
             file=source,
@@ -266,8 +270,9 @@ def parse_geographies(g: pd.Series, *, kind: GeoKind, source: str) -> tuple[np.n
             expected="a 5-digit ZIP/ZCTA or 11-digit census tract on at least some rows",
         )
     resolved = kind if kind != "auto" else ("tract" if is11.any() else "zcta")
-    codes = pd.to_numeric(txt.where(~pd.Series(miss, index=txt.index)), errors="coerce")
-    return codes.fillna(-1).to_numpy(dtype="int64"), resolved
+    parsed = pd.to_numeric(txt.where(~pd.Series(empty, index=txt.index)), errors="coerce")
+    per_value = parsed.fillna(-1).to_numpy(dtype="int64")
+    return np.where(row_codes >= 0, per_value[np.maximum(row_codes, 0)], -1), resolved
 
 
 # --------------------------------------------------------------------------- the estimate

@@ -303,3 +303,10 @@ def test_fixture_audit_reports_estimated_attribute_with_weighted_counts(bisg_aud
     assert checked >= 4
     texts = " ".join(f["detail"] for f in bisg_audit["findings"] if f["section"] == "representation")
     assert "BISG" in texts or "estimated" in texts
+
+
+def test_error_counts_rows_not_distinct_values():
+    with pytest.raises(InputError, match=r"has 3 value\(s\) in the wrong format"):
+        bisg.estimate(pd.Series(["Smith"] * 4), pd.Series(["ABCDE", "ABCDE", "1234", "10027"], name="zip"))
+    with pytest.raises(InputError, match=r"ZIP codes \(2\) and 11-digit tracts \(1\)"):
+        bisg.estimate(pd.Series(["Smith"] * 3), pd.Series(["02134", "02134", "01001020100"], name="zip"))
