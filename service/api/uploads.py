@@ -26,6 +26,7 @@ class Uploaded:
     filename: str | None
     head: bytes  # first 64 KiB, for content sniffing
     tail: bytes  # last 8 bytes (Parquet footer magic)
+    created: bool = False  # the bytes were new to the store (only then may a rejection delete them)
 
 
 class _Sink:
@@ -79,7 +80,7 @@ async def receive_upload(request: Request, store: ArtifactStore, limit: int) -> 
         writer.abort()
         raise InputError("the uploaded file is empty", field="file", expected="a non-empty file")
     digest, size = writer.commit()
-    return Uploaded(digest, size, clean_filename(filename), bytes(sink.head), sink.tail)
+    return Uploaded(digest, size, clean_filename(filename), bytes(sink.head), sink.tail, writer.created)
 
 
 def clean_filename(name: str | None) -> str | None:

@@ -31,6 +31,7 @@ class PendingWrite:
 
     def __post_init__(self) -> None:
         self._h = hashlib.sha256()
+        self.created = False  # after commit: True when these bytes were new to the store
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -52,8 +53,10 @@ class PendingWrite:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
             self.tmp.unlink(missing_ok=True)
+            self.created = False
         else:
             os.replace(self.tmp, dest)
+            self.created = True
         return digest, self.size
 
     def abort(self) -> None:

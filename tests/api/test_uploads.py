@@ -166,3 +166,25 @@ def test_client_file_names_are_labels_only(api):
     assert r.status_code == 201 and r.json()["filename"] == "x" * 300
     r = upload(api.client, "/v1/datasets", b"e,f\n5,6\n", h, "C:\\Users\\me\\data.csv")
     assert r.json()["filename"] == "data.csv"
+
+
+def test_a_rejected_upload_never_deletes_bytes_others_use(api, german_uploaded):
+    """The store is shared: re-uploading a downloaded audit.json or PDF as a dataset, or another
+    organisation's dataset as a model, is refused without deleting the stored bytes."""
+    import json
+
+    from tests.api.conftest import finish_fake, german_spec_body
+
+    c, a, b = api.client, api.a, api.b
+    ds, mdl = german_uploaded
+    job = c.post("/v1/audits", headers=a.h("auditor"), json=german_spec_body(ds, mdl)).json()["id"]
+    result = {"schema_version": "1", "sections": {}}
+    finish_fake(api, job, result, pdf=b"%PDF-1.7 one line\n")
+    assert_problem(upload(c, "/v1/datasets", json.dumps(result).encode(), b.h("auditor"), "a.json"), 422)
+    assert_problem(upload(c, "/v1/datasets", b"%PDF-1.7 one line\n", b.h("auditor"), "r.pdf"), 422)
+    csv_bytes = (GERMAN / "german_credit.csv").read_bytes()
+    assert_problem(upload(c, "/v1/models", csv_bytes, b.h("auditor"), "m.onnx"), 422)
+    assert c.get(f"/v1/audits/{job}", headers=a.h("viewer")).json()["result"] == result
+    assert c.get(f"/v1/audits/{job}/report.pdf", headers=a.h("viewer")).content == b"%PDF-1.7 one line\n"
+    stored = api.data_dir / "artifacts" / hashlib.sha256(csv_bytes).hexdigest()[:2]
+    assert (stored / hashlib.sha256(csv_bytes).hexdigest()).read_bytes() == csv_bytes

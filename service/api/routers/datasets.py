@@ -102,7 +102,7 @@ async def upload_dataset(
     try:
         fmt, meta = await run_in_threadpool(sniff_dataset, store.path(up.sha256), up)
     except InputError:
-        await run_in_threadpool(discard_if_unreferenced, session, request, up.sha256)
+        await run_in_threadpool(discard_if_unreferenced, session, request, up)
         raise
     # database work off the event loop (a busy SQLite writer must not stall other requests)
     return await run_in_threadpool(

@@ -58,7 +58,7 @@ async def upload_model(
     try:
         fmt, meta = await run_in_threadpool(inspect_model, store.path(up.sha256), up.filename or "upload")
     except InputError:
-        await run_in_threadpool(discard_if_unreferenced, session, request, up.sha256)
+        await run_in_threadpool(discard_if_unreferenced, session, request, up)
         raise
     # database work off the event loop (a busy SQLite writer must not stall other requests)
     return await run_in_threadpool(

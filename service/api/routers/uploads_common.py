@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.api.deps import Principal
@@ -14,13 +14,23 @@ from service.api.routers._common import audit
 from service.api.schemas import ArtifactOut
 from service.api.uploads import Uploaded
 from service.store import repo
-from service.store.models import Artifact
+from service.store.models import Artifact, AuditJob
 
 
-def discard_if_unreferenced(session: Session, request: Request, sha256: str) -> None:
-    """Delete a rejected upload's bytes unless an artifact already points at them."""
-    if session.scalar(select(Artifact.id).where(Artifact.sha256 == sha256).limit(1)) is None:
-        request.app.state.store.path(sha256).unlink(missing_ok=True)
+def discard_if_unreferenced(session: Session, request: Request, up: Uploaded) -> None:
+    """Delete a rejected upload's bytes if this upload brought them and nothing refers to them.
+
+    The store is shared: the same bytes may be another organisation's upload, or an audit's stored
+    audit.json / PDF (a user re-uploading a downloaded result must not delete it).
+    """
+    if not up.created:
+        return
+    sha = up.sha256
+    used = session.scalar(select(Artifact.id).where(Artifact.sha256 == sha).limit(1)) or session.scalar(
+        select(AuditJob.id).where(or_(AuditJob.result_sha256 == sha, AuditJob.pdf_sha256 == sha)).limit(1)
+    )
+    if used is None:
+        request.app.state.store.path(sha).unlink(missing_ok=True)
 
 
 def register(
