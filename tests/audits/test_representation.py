@@ -226,3 +226,39 @@ def test_population_shares_not_summing_to_one_exit_2(tmp_path):
     path = synthetic(tmp_path, shares={"a": 0.9, "b": 0.9})
     r = run_cli("audit", str(path), "--out", str(tmp_path / "out"))
     assert r.returncode == 2 and "population_shares" in r.stderr and "sum to 1" in r.stderr
+
+
+# --------------------------------------------------------------------------- published figure: HMDA
+
+
+def test_hmda_denial_rates_by_race_match_published_figures(tmp_path):
+    """Stock & Watson (2007) ch. 11 / Munnell et al. (1996): denial rates ~28% black, ~9% white."""
+    from service.audits import imbalance
+
+    src = FIXTURES / "hmda_boston" / "HMDA_AER.csv"
+    spec = {
+        "model_name": "hmda-pirat",
+        "dataset": str(src),
+        "target": "deny",
+        "event_value": "yes",
+        "score": {"column": "pirat", "threshold": 0.4},
+        "features": ["hirat", "lvrat", "chist", "mhist", "unemp", "selfemp", "single"],
+        "protected": [
+            {
+                "name": "race",
+                "column": "afam",
+                "categories": {"no": "white", "yes": "black"},
+                "reference": "white",
+            }
+        ],
+        "bootstrap": 0,
+    }
+    (tmp_path / "audit.yaml").write_text(yaml.safe_dump(spec))
+    ctx = prepare(load_spec(tmp_path / "audit.yaml")).context
+    g = representation.run(ctx).section.attributes["race"].groups
+    assert (g["black"].n, g["white"].n) == (339, 2041)  # SOURCE.md: afam yes 339 / no 2,041
+    assert g["black"].event_rate == pytest.approx(0.28, abs=0.005)  # published, rounded: 96 / 339
+    assert g["white"].event_rate == pytest.approx(0.09, abs=0.005)  # published, rounded: 189 / 2,041
+    ev = imbalance.run(ctx).section
+    assert ev.per_group["race"]["black"].events == 96 and ev.per_group["race"]["white"].events == 189
+    assert ev.events == 285 and ev.n == 2380  # deny yes 285 / no 2,095
