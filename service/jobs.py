@@ -313,7 +313,8 @@ class JobManager:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
-            self._handle_dead(wid, "the server shut down while the audit was running")
+            # an orderly shutdown is not the audit's fault: the attempt is given back
+            self._handle_dead(wid, "the server shut down while the audit was running", refund=True)
         self.procs.clear()
 
     def healthy(self) -> bool:
@@ -389,13 +390,18 @@ class JobManager:
                     s.commit()
                     self._spawn()
 
-    def _handle_dead(self, worker_id: str, reason: str) -> None:
-        """The job a dead worker held: re-queue it if it has attempts left, else fail it with ``reason``."""
+    def _handle_dead(self, worker_id: str, reason: str, *, refund: bool = False) -> None:
+        """The job a dead worker held: re-queue it if it has attempts left, else fail it with ``reason``.
+
+        ``refund``: the run does not count as an attempt (the server was stopped on purpose).
+        """
         with self.sessions() as s:
             jobs = s.scalars(
                 select(AuditJob).where(AuditJob.status == "running", AuditJob.worker_id == worker_id)
             ).all()
             for job in jobs:
+                if refund:
+                    job.attempts = max(0, job.attempts - 1)
                 self._requeue_or_fail(s, job, reason)
             s.commit()
 

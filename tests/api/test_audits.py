@@ -290,3 +290,29 @@ def test_database_outage_is_503_problem_json_and_readyz_says_so(api, monkeypatch
     finally:
         api.app.state.engine = engine
     assert ready.status_code == 503 and ready.json()["checks"]["database"] == "error: OperationalError"
+
+
+def test_orderly_shutdown_requeues_without_using_an_attempt(api, german_uploaded):
+    from service.jobs import MAX_ATTEMPTS, JobManager
+    from service.store.models import AuditJob
+
+    class Stopped:
+        def is_alive(self) -> bool:
+            return False
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    c, a = api.client, api.a
+    ds, mdl = german_uploaded
+    jid = c.post("/v1/audits", headers=a.h("auditor"), json=german_spec_body(ds, mdl)).json()["id"]
+    with api.app.state.sessions() as s:
+        job = s.get(AuditJob, jid)
+        job.status, job.worker_id, job.attempts = "running", "w-1", MAX_ATTEMPTS  # its last attempt
+        s.commit()
+    mgr = JobManager(api.app.state.settings, api.app.state.engine, api.app.state.store)
+    mgr.procs = {"w-1": Stopped()}
+    mgr.stop()
+    g = c.get(f"/v1/audits/{jid}", headers=a.h("viewer")).json()
+    assert g["status"] == "queued" and g["attempts"] == MAX_ATTEMPTS - 1
+    assert "shut down" in g["progress"]
