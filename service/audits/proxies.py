@@ -18,7 +18,8 @@ For each protected attribute, on the development sample:
    fold (stratified K-fold); AUC one-vs-rest macro-averaged over groups (binary attribute: the plain
    AUC), with a 95% percentile CI from a row bootstrap of the out-of-fold predictions; which features
    carry the signal by permutation importance (drop in that AUC on a held-out fold when the feature is
-   shuffled). Features with importance ≥ 0.01 are flagged when the AUC ≥ ``policy.proxy_auc_max``.
+   shuffled, 3 repeats). Features with importance ≥ 0.01 and ≥ 2 × its standard deviation over
+   the repeats are flagged when the AUC ≥ ``policy.proxy_auc_max``.
 
 Rows count toward groups through membership weights (BISG probabilities for an estimated attribute).
 For the proxy model of an estimated attribute each row gets one label drawn from its probabilities
@@ -392,6 +393,12 @@ def _redundant_encoding(
 # --------------------------------------------------------------------------- the audit
 
 
+def _carries(c: CarryingFeature) -> bool:
+    """A feature carries the signal: importance ≥ IMPORTANCE_MIN and above twice its permutation noise."""
+    imp = c.importance or 0.0
+    return imp >= IMPORTANCE_MIN and imp >= 2 * (c.importance_std or 0.0)
+
+
 def _attribute(ctx: AuditContext, pg: ProtectedGroups) -> AttributeProxies:
     split = ctx.dev
     policy = ctx.spec.policy
@@ -465,7 +472,7 @@ def _attribute(ctx: AuditContext, pg: ProtectedGroups) -> AttributeProxies:
     flagged_feats = [a.feature for a in rows if a.flagged]
     if red is not None and red.flagged:
         for c in red.top_features:
-            if (c.importance or 0.0) >= IMPORTANCE_MIN and c.feature not in flagged_feats:
+            if _carries(c) and c.feature not in flagged_feats:
                 flagged_feats.append(c.feature)
     return AttributeProxies(
         name=pg.name,
@@ -540,9 +547,7 @@ def _findings(sec: ProxiesSection, ctx: AuditContext) -> list[Finding]:
             )
         red = a.redundant_encoding
         if red is not None and red.flagged:
-            carriers = ", ".join(
-                c.feature for c in red.top_features[:3] if (c.importance or 0) >= IMPORTANCE_MIN
-            )
+            carriers = ", ".join(c.feature for c in red.top_features[:3] if _carries(c))
             ci = (
                 f" (95% CI {red.auc_ci[0]:.3f}–{red.auc_ci[1]:.3f})"
                 if red.auc_ci and None not in red.auc_ci

@@ -340,3 +340,10 @@ def test_bisg_attribute_uses_probabilities():
         )
         assert row.auc_by_group[g] == pytest.approx(folded(ref), abs=EXACT)
     assert a.redundant_encoding is not None and "BISG" in (a.redundant_encoding.note or "")
+
+
+def test_carrier_rule_ignores_permutation_noise():
+    c = proxies.CarryingFeature
+    assert proxies._carries(c(feature="a", importance=0.05, importance_std=0.01))
+    assert not proxies._carries(c(feature="b", importance=0.011, importance_std=0.013))  # within noise
+    assert not proxies._carries(c(feature="c", importance=0.009, importance_std=0.0))  # below 0.01
