@@ -118,6 +118,7 @@ _COMMAND_MODULES: list[str] = [
     "service.cli_server",
     "service.cli_report",
     "service.cli_monitor",
+    "service.cli_reasons",
 ]
 
 

@@ -146,6 +146,7 @@ class ReasonEngine:
             model, reference.rows, reference_weight=reference.weight, seed=seed
         )
         self.model_sha256 = str(getattr(model, "sha256", ""))
+        self.known_columns: list[str] = []
 
     @property
     def method(self) -> str:
@@ -257,8 +258,7 @@ def check_applicants(
             + ", ".join(unknown[:10]),
             file=source,
             field=unknown[0],
-            expected="only the model features, id_column, target, weight/date columns, protected and "
-            "knockout "
+            expected="only the model features, the columns the spec names and the development dataset's "
             "columns (remove the others or list them in the spec)",
         )
     if len(frame) == 0:
