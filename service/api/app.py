@@ -22,6 +22,7 @@ ROUTERS: list[str] = [
     "service.api.routers.datasets",
     "service.api.routers.models",
     "service.api.routers.audits",
+    "service.api.routers.reasons",
     "service.api.routers.keys",
 ]
 
