@@ -11,11 +11,14 @@ given, multiply the membership weights.
 * Population benchmark (``protected[].population_shares``): gap = sample share − population share,
   and Pearson's χ² goodness-of-fit test of the (unweighted) group counts against the shares,
   renormalised over the groups both name: χ² = Σ (O − E)² / E, df = k − 1.
+* Out-of-time sample (when given): group shares and event rates there, the change in share, and
+  Pearson's χ² test of homogeneity of the group counts, development vs out-of-time.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from service.audits._stats import _f, chi_square_gof
 from service.audits.context import AuditContext, ProtectedGroups, SectionOutput, Split
@@ -67,8 +70,26 @@ class AttributeRepresentation(ResultModel):
     groups: dict[str, GroupRepresentation]
     missingness_gaps: list[MissingnessGap]
     population_test: PopulationTest | None = None
+    out_of_time: OotComparison | None = None
     population_shares: dict[str, float] | None = None
     diagnostics: dict[str, object] | None = None
+
+
+class OotGroup(ResultModel):
+    n: float
+    share: float | None
+    event_rate: float | None
+    share_change: float | None
+
+
+class OotComparison(ResultModel):
+    split: str
+    n: int
+    groups: dict[str, OotGroup]
+    statistic: float | None
+    df: int
+    p_value: float | None
+    method: str
 
 
 class RepresentationSection(ResultModel):
@@ -213,7 +234,55 @@ def run(ctx: AuditContext) -> SectionOutput:
         + (" times sample weights" if split.weight is not None else ""),
         attributes=attrs,
     )
+    if ctx.oot is not None:
+        for name, a in attrs.items():
+            if name in ctx.oot.protected:
+                a.out_of_time = _oot(ctx.oot, ctx.oot.protected[name], split.protected[name], a)
     return SectionOutput(section, _findings(section, ctx))
+
+
+def _oot(
+    split: Split, pg: ProtectedGroups, dev_pg: ProtectedGroups, dev: AttributeRepresentation
+) -> OotComparison:
+    """Group shares in the out-of-time sample vs development (REGULATORY.md §(a) 4: dev vs production).
+
+    Pearson χ² test of homogeneity of the unweighted group counts in the two samples (2 × k table,
+    groups empty in both dropped): χ² = Σ (O − E)² / E, E = row total · column total / n, df = k − 1.
+    """
+    summ = group_summary(
+        split.y, pg.membership, np.zeros((split.n, 0), dtype=bool), sample_weight=split.weight
+    )
+    assigned = float(summ["n"].sum())
+    groups = {}
+    for j, g in enumerate(pg.groups):
+        share = summ["n"][j] / assigned if assigned > 0 else None
+        d = dev.groups[g].share if g in dev.groups else None
+        groups[g] = OotGroup(
+            n=float(summ["n"][j]),
+            share=_f(share),
+            event_rate=_f(summ["event_rate"][j]),
+            share_change=_f(share - d) if share is not None and d is not None else None,
+        )
+    raw_dev = dict(zip(dev_pg.groups, dev_pg.membership.sum(axis=0), strict=True))
+    table = np.vstack([[raw_dev.get(g, 0.0) for g in pg.groups], pg.membership.sum(axis=0)])
+    table = table[:, table.sum(axis=0) > 0]
+    stat: float | None = None
+    p: float | None = None
+    df = max(table.shape[1] - 1, 0)
+    if table.shape[1] >= 2 and (table.sum(axis=1) > 0).all():
+        expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+        stat = float(((table - expected) ** 2 / expected).sum())
+        p = float(stats.chi2.sf(stat, df))
+    return OotComparison(
+        split=split.name,
+        n=split.n,
+        groups=groups,
+        statistic=_f(stat),
+        df=df,
+        p_value=_f(p),
+        method="Pearson chi-square test of homogeneity, development vs out-of-time unweighted group counts"
+        + (" (expected counts from BISG probabilities: approximate)" if pg.estimated else ""),
+    )
 
 
 def _findings(sec: RepresentationSection, ctx: AuditContext) -> list[Finding]:
@@ -281,6 +350,25 @@ def _findings(sec: RepresentationSection, ctx: AuditContext) -> list[Finding]:
                     f"(chi-square {t.statistic:.2f}, df {t.df}, p = {t.p_value:.3g}{extra})",
                     metric="population_chi2_p",
                     value=t.p_value,
+                    policy=policy,
+                    threshold_name="significance",
+                )
+            )
+        o = a.out_of_time
+        if o is not None and o.p_value is not None and o.p_value < policy.significance:
+            moves = {g: r.share_change for g, r in o.groups.items() if r.share_change is not None}
+            g_max = max(moves, key=lambda k: abs(moves[k] or 0.0)) if moves else None
+            extra = f"; largest change {g_max} {moves[g_max]:+.1%}" if g_max else ""
+            out.append(
+                finding(
+                    SECTION,
+                    "low",
+                    f"Group mix shifts out of time: {name}",
+                    f"group shares of '{name}' differ between the development and out-of-time samples "
+                    f"(chi-square {o.statistic:.2f}, df {o.df}, p = {o.p_value:.3g}{extra}); the development "
+                    "sample may not represent the population the model now scores",
+                    metric="oot_share_chi2_p",
+                    value=o.p_value,
                     policy=policy,
                     threshold_name="significance",
                 )

@@ -262,3 +262,37 @@ def test_hmda_denial_rates_by_race_match_published_figures(tmp_path):
     ev = imbalance.run(ctx).section
     assert ev.per_group["race"]["black"].events == 96 and ev.per_group["race"]["white"].events == 189
     assert ev.events == 285 and ev.n == 2380  # deny yes 285 / no 2,095
+
+
+def test_out_of_time_group_mix_vs_scipy_homogeneity(tmp_path):
+    path = synthetic(tmp_path)
+    raw = pd.read_csv(tmp_path / "data.csv")
+    rng = np.random.default_rng(12)
+    oot = raw.sample(900, random_state=1).reset_index(drop=True)
+    oot.loc[: 899 * 0.4, "grp"] = "b"  # shift the mix toward b
+    oot.loc[oot.index[-5:], "grp"] = "c"
+    oot["y"] = (rng.random(len(oot)) < 0.2).astype(int)
+    oot.to_csv(tmp_path / "oot.csv", index=False)
+    spec = yaml.safe_load(path.read_text())
+    spec["oot_dataset"] = "oot.csv"
+    path.write_text(yaml.safe_dump(spec))
+    sec, findings = run(path)
+    o = sec.attributes["grp"].out_of_time
+    dev_counts = raw["grp"].value_counts()
+    oot_counts = oot["grp"].value_counts()
+    table = np.array([[dev_counts.get(g, 0) for g in "abc"], [oot_counts.get(g, 0) for g in "abc"]])
+    ref = stats.chi2_contingency(table, correction=False)
+    assert o.statistic == pytest.approx(ref.statistic, rel=1e-10) and o.df == ref.dof == 2
+    assert o.p_value == pytest.approx(ref.pvalue, rel=1e-8, abs=1e-300)
+    for g in "abc":
+        assert o.groups[g].n == oot_counts.get(g, 0)
+        assert o.groups[g].share == pytest.approx(oot_counts.get(g, 0) / len(oot), abs=EXACT)
+        assert o.groups[g].share_change == pytest.approx(
+            oot_counts.get(g, 0) / len(oot) - dev_counts[g] / len(raw), abs=EXACT
+        )
+        assert o.groups[g].event_rate == pytest.approx(oot.loc[oot.grp == g, "y"].mean(), abs=EXACT)
+    f = next(f for f in findings if f.title == "Group mix shifts out of time: grp")
+    assert f.threshold == 0.05 and f.threshold_source == "default"
+    # no out-of-time sample: no comparison
+    sec, _ = run(synthetic(tmp_path))
+    assert sec.attributes["grp"].out_of_time is None
