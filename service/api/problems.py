@@ -69,9 +69,30 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}; see /docs for the API"
-    elif exc.status_code == 405:
-        detail = f"method {request.method} is not allowed on {request.url.path}"
-    return problem(exc.status_code, detail, request=request, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        detail = f"method {request.method} is not allowed on {request.url.path}; allowed: " + ", ".join(
+            allowed
+        )
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return problem(exc.status_code, detail, request=request, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API serves at this path, from the OpenAPI paths (Starlette's own Allow
+    header names the methods of one route only)."""
+    import re
+
+    path = request.url.path
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
+            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
+    return sorted(methods)
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# SQLite hands back naive datetimes (stored as UTC): responses always carry the offset (RFC 3339)
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
 
 
 class _Out(BaseModel):
@@ -22,7 +30,7 @@ class ArtifactOut(_Out):
     filename: str | None
     format: str
     meta: dict[str, Any]
-    created_at: dt.datetime
+    created_at: UtcDatetime
 
 
 class AuditCreated(_Out):
@@ -36,9 +44,9 @@ class AuditOut(_Out):
     error: str | None
     progress: str | None
     attempts: int
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     report_pdf: bool = False
     result: dict[str, Any] | None = None
 
@@ -53,8 +61,8 @@ class KeyOut(_Out):
     id: str
     role: str
     label: str | None
-    created_at: dt.datetime
-    revoked_at: dt.datetime | None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None
 
 
 class KeyCreated(KeyOut):
@@ -63,7 +71,7 @@ class KeyCreated(KeyOut):
 
 class LogEntryOut(_Out):
     id: int
-    at: dt.datetime
+    at: UtcDatetime
     key_id: str | None
     action: str
     target: str | None

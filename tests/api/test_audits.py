@@ -135,7 +135,9 @@ def test_health_ready_and_request_id(api):
 def test_unknown_routes_methods_and_validation_are_problem_json(api):
     c = api.client
     assert_problem(c.get("/v1/nope"), 404, "no route")
-    assert_problem(c.put("/v1/datasets", headers=api.a.h("admin")), 405, "PUT")
+    r = c.put("/v1/datasets", headers=api.a.h("admin"))
+    assert_problem(r, 405, "PUT", "allowed: GET, POST")
+    assert r.headers["allow"] == "GET, POST"  # both routes at the path, not just the first
     body = assert_problem(c.get("/v1/datasets?limit=abc", headers=api.a.h("viewer")), 422, "limit")
     assert body["errors"][0]["loc"] == "query.limit"
 

@@ -1,5 +1,6 @@
 """Schemathesis against the app's own OpenAPI schema: generated requests (valid and invalid) never
-get a 5xx, and every error response is RFC 9457 problem+json. Bounded: a few examples per operation."""
+get a 5xx, every error response is RFC 9457 problem+json, and responses match the schema (bodies,
+content types, Allow headers). Bounded: a few examples per operation."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+)
 
 from tests.api.conftest import make_org
 
@@ -64,5 +70,11 @@ def problem_json_on_errors(ctx, response, case):
 def test_no_server_errors_and_problem_json(case):
     case.call_and_validate(
         headers={"Authorization": f"Bearer {APP.state.fuzz_org.keys['admin']}"},
-        checks=[not_a_server_error, problem_json_on_errors],
+        checks=[
+            not_a_server_error,
+            problem_json_on_errors,
+            response_schema_conformance,
+            content_type_conformance,
+            allow_header_conformance,
+        ],
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ def test_csv_upload_hash_size_columns_and_dedup(api):
     assert body["sha256"] == hashlib.sha256(raw).hexdigest()
     assert body["size"] == len(raw)
     assert body["format"] == "csv" and body["filename"] == "german.csv"
+    assert datetime.fromisoformat(body["created_at"]).utcoffset() == timedelta(0)  # RFC 3339 with offset
     assert body["meta"]["columns"] == next(csv.reader(io.StringIO(raw.decode())))
     # stored under its digest, byte for byte
     stored = api.data_dir / "artifacts" / body["sha256"][:2] / body["sha256"]
