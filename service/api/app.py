@@ -24,7 +24,6 @@ ROUTERS: list[str] = [
     "service.api.routers.audits",
     "service.api.routers.reasons",
     "service.api.routers.keys",
-    "service.api.routers.monitors",
 ]
 
 log = logging.getLogger("assay.api")
