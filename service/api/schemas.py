@@ -109,8 +109,13 @@ def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any
     }
 
 
+def problem_response(description: str) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry for an error: RFC 9457 body as ``application/problem+json``."""
+    return {"model": Problem, "content": {"application/problem+json": {}}, "description": description}
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
+    code: problem_response(desc)
     for code, desc in {
         401: "missing or invalid API key",
         403: "the key's role does not allow this",

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 
 from service.api.deps import Principal, get_session, require_role
 from service.api.routers._common import Limit, Offset, audit
-from service.api.schemas import PROBLEM_RESPONSES, AuditCreated, AuditOut, Page, Problem, page
+from service.api.schemas import (
+    PROBLEM_RESPONSES,
+    AuditCreated,
+    AuditOut,
+    Page,
+    page,
+    problem_response,
+)
 from service.errors import Conflict, InputError, NotFound
 from service.store import repo
 from service.store.models import AuditJob
@@ -46,7 +53,7 @@ def _out(request: Request, job: AuditJob, *, with_result: bool) -> dict[str, Any
     "",
     status_code=202,
     response_model=AuditCreated,
-    responses={409: {"model": Problem, "description": "Idempotency-Key reused with a different spec"}},
+    responses={409: problem_response("Idempotency-Key reused with a different spec")},
     summary="Queue an audit; the body is the audit spec (SPEC.md §3) with upload ids",
 )
 def create_audit(
@@ -141,7 +148,7 @@ def get_audit(
     response_class=FileResponse,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "the PDF report"},
-        409: {"model": Problem, "description": "the audit has not succeeded"},
+        409: problem_response("the audit has not succeeded"),
     },
     summary="The PDF report of a succeeded audit",
 )

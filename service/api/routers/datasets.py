@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.api.deps import Principal, get_session, require_role
 from service.api.routers._common import Limit, Offset
 from service.api.routers.uploads_common import discard_if_unreferenced, register
-from service.api.schemas import PROBLEM_RESPONSES, ArtifactOut, Page, page
+from service.api.schemas import PROBLEM_RESPONSES, ArtifactOut, Page, page, problem_response
 from service.api.uploads import UPLOAD_OPENAPI, Uploaded, receive_upload
 from service.errors import InputError, NotFound
 from service.store import repo
@@ -88,7 +88,7 @@ def sniff_dataset(path: Path, up: Uploaded) -> tuple[str, dict[str, Any]]:
     openapi_extra=UPLOAD_OPENAPI,
     responses={
         200: {"model": ArtifactOut, "description": "the same bytes were already uploaded"},
-        413: PROBLEM_RESPONSES[422] | {"description": "over the size limit"},
+        413: problem_response("over the size limit"),
     },
     summary="Upload a dataset (CSV or Parquet), streamed",
 )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.api.deps import Principal, get_session, require_role
 from service.api.routers._common import Limit, Offset
 from service.api.routers.uploads_common import discard_if_unreferenced, register
-from service.api.schemas import PROBLEM_RESPONSES, ArtifactOut, Page, Problem, page
+from service.api.schemas import PROBLEM_RESPONSES, ArtifactOut, Page, page, problem_response
 from service.api.uploads import UPLOAD_OPENAPI, receive_upload
 from service.errors import InputError, NotFound
 from service.store import repo
@@ -43,8 +43,8 @@ def inspect_model(path: Path, label: str) -> tuple[str, dict[str, Any]]:
     openapi_extra=UPLOAD_OPENAPI,
     responses={
         200: {"model": ArtifactOut, "description": "the same bytes were already uploaded"},
-        413: {"model": Problem, "description": "over the size limit"},
-        415: {"model": Problem, "description": "pickle/joblib models are refused"},
+        413: problem_response("over the size limit"),
+        415: problem_response("pickle/joblib models are refused"),
     },
     summary="Upload a model (.skops, LightGBM text, XGBoost JSON/UBJ, ONNX), streamed",
 )
