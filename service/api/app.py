@@ -69,7 +69,34 @@ def create_app(settings: Settings | None = None, *, start_jobs: bool = True, eng
     observability.install(app)
     for mod in ROUTERS:
         app.include_router(importlib.import_module(mod).router)
+    _document_problems(app)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every 4xx/5xx response in the OpenAPI schema is documented as ``application/problem+json``
+    (what the exception handlers send), whichever router declared it."""
+    from service.api.schemas import Problem
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.setdefault("Problem", problem_schema)
+        ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        for item in schema.get("paths", {}).values():
+            for op in item.values():
+                for code, resp in op.get("responses", {}).items():
+                    if str(code)[:1] in "45":
+                        resp.setdefault("content", {})["application/problem+json"] = ref
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["ROUTERS", "create_app"]
