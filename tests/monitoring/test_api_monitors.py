@@ -43,7 +43,8 @@ class _Api:
         return {"Authorization": f"Bearer {self.keys[(org, role)]}"}
 
     def upload(self, kind: str, path: Any, org: str = "org-a") -> str:
-        r = self.client.post(f"/v1/{kind}", headers=self.h(org), files={"file": (path.name, path.read_bytes())})
+        files = {"file": (path.name, path.read_bytes())}
+        r = self.client.post(f"/v1/{kind}", headers=self.h(org), files=files)
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
