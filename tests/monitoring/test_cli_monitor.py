@@ -85,3 +85,18 @@ def test_run_labels_history_report(tmp_path):
     h = json.loads(hist.read_text())
     assert [p["seq"] for p in h["windows"]] == [1, 2] and h["windows"][1]["auc"] is not None
     assert h["windows"][0]["auc"] is None  # no labels for window 1 yet
+    # the monitoring PDF: trend charts and the latest window's drift, numbers as computed above
+    from pypdf import PdfReader
+
+    pdf = tmp_path / "monitoring.pdf"
+    r = run_cli("monitor", "report", mon, "--out", str(pdf), "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    assert pdf.read_bytes()[:5] == b"%PDF-" and not (tmp_path / "monitoring.pdf.tmp").exists()
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    cur3 = pd.read_csv(SHIFT / "incoming" / "window_3.csv")["LIMIT_BAL"].to_numpy(float)
+    a3 = np.maximum(np.diff([0, *[(cur3 <= x).sum() for x in edges], cur3.size]) / cur3.size, 1e-4)
+    psi3 = float(np.sum((a3 - e) * np.log(a3 / e)))
+    assert "Monitoring report: taiwan-test" in text and "Trends" in text
+    assert f"LIMIT_BAL {psi3:.3f}" in text  # latest window (window_3.csv), PSI from the SPEC formula
+    assert "psi_amber 0.1 policy" in text and "air_min 0.8 default" in text  # thresholds labelled
+    assert len(PdfReader(pdf).pages) >= 2
