@@ -154,8 +154,8 @@ def air_chart(rows: Sequence[dict[str, Any]], *, air_min: float | None) -> str |
         return _to_uri(fig)
 
 
-def bar_chart(items: Sequence[tuple[str, float, tuple[float, float] | None]], *, title: str, xlabel: str,
-              max_items: int = 25) -> str | None:
+def bar_chart(items: Sequence[tuple[str, Any, tuple[float, float] | None]], *, title: str, xlabel: str,
+              max_items: int = 25, lines: Sequence[tuple[float, str]] = ()) -> str | None:
     """Horizontal bars (largest first), optional CI whiskers; used for SHAP importance and shares."""
     pts = [(lab, v, ci) for lab, v, ci in items if _finite(v)][:max_items]
     if not pts:
@@ -169,6 +169,8 @@ def bar_chart(items: Sequence[tuple[str, float, tuple[float, float] | None]], *,
             if ci is not None and _finite(ci[0]) and _finite(ci[1]):
                 ax.errorbar(v, yi, xerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]], fmt="none",
                             ecolor="#222222", elinewidth=0.8, capsize=2)
+        for value, color in lines:
+            ax.axvline(value, color=color, lw=0.8, ls="--")
         ax.set_yticks(y)
         ax.set_yticklabels([_short(lab, 40) for lab, _, _ in pts])
         ax.set_xlabel(xlabel)
@@ -191,7 +193,7 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
                         color=PALETTE[i % len(PALETTE)], label=_short(name, 30))
         for value, label, color in bands:
             ax.axhline(value, color=color, lw=0.8, ls="--", label=label)
-        step = max(1, len(x_labels) // 14)
+        step = max(1, math.ceil(len(x_labels) / 14))
         ax.set_xticks(xs[::step])
         ax.set_xticklabels([_short(str(v), 12) for v in x_labels][::step], rotation=45, ha="right")
         ax.set_ylabel(ylabel)

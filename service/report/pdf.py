@@ -5,8 +5,11 @@ derived from the evidence hash, so the same audit.json always gives the same byt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,26 @@ def render_html(context: dict[str, Any], *, templates: Path | None = None) -> st
     return env.get_template("report.html.j2").render(css=css, **context)
 
 
+_EPOCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _source_date_epoch(created: Any) -> Iterator[None]:
+    """fontTools stamps the subset fonts' ``head.modified`` with the current time unless
+    ``SOURCE_DATE_EPOCH`` is set; pin it to the audit timestamp for byte-identical output."""
+    stamp = str(int(created.timestamp())) if hasattr(created, "timestamp") else "946684800"
+    with _EPOCH_LOCK:
+        before = os.environ.get("SOURCE_DATE_EPOCH")
+        os.environ["SOURCE_DATE_EPOCH"] = stamp
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("SOURCE_DATE_EPOCH", None)
+            else:
+                os.environ["SOURCE_DATE_EPOCH"] = before
+
+
 def html_to_pdf(html: str, *, json_bytes: bytes, created: Any, base_url: Path | None = None) -> bytes:
     import weasyprint
 
@@ -55,8 +78,9 @@ def html_to_pdf(html: str, *, json_bytes: bytes, created: Any, base_url: Path | 
         relationship="Source",
     )
     ident = hashlib.sha256(json_bytes).digest()[:16]
-    doc = weasyprint.HTML(string=html, base_url=str(base_url or REPO_ROOT)).render()
-    out = doc.write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment], pdf_identifier=ident)
+    with _source_date_epoch(created):
+        doc = weasyprint.HTML(string=html, base_url=str(base_url or REPO_ROOT)).render()
+        out = doc.write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment], pdf_identifier=ident)
     assert out is not None
     return bytes(out)
 

@@ -281,7 +281,7 @@ def test_long_names_and_200_features_wrap_inside_the_page():
         pb = page._page_box
         right = pb.content_box_x() + pb.width + 0.5
         for box in pb.descendants():
-            if type(box).__name__ == "MarginBox" or not hasattr(box, "position_x"):
+            if type(box).__name__ in ("PageBox", "MarginBox") or not hasattr(box, "position_x"):
                 continue
             if getattr(box, "width", None) is None:
                 continue
