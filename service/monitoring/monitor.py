@@ -304,7 +304,9 @@ def iter_frames(path: Path, chunk_rows: int) -> tuple[int | None, Iterator[pd.Da
         import pyarrow.parquet as pq
 
         try:
-            pf = pq.ParquetFile(path)
+            # pre_buffer=False: with pre-buffering pyarrow keeps every row group's buffers alive
+            # while iterating (RSS grew ~125 MB per 500k-row batch here); unbuffered stays flat.
+            pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         except Exception as exc:
             raise InputError(f"not a readable Parquet file ({exc})", file=str(path), field="source") from None
 
