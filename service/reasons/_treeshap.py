@@ -34,6 +34,7 @@ from numba import njit, prange
 from service.errors import InputError
 
 TABLE_MAX_DEPTH = 12
+BLOCK = 64
 DENSE_HIST_MAX_DEPTH = 16
 _FACT = np.array([math.factorial(i) for i in range(64)], dtype="float64")
 
@@ -179,6 +180,10 @@ def _conditions(ens: TreeEnsemble) -> dict[str, np.ndarray]:
     zsp: list[bool] = []
     zok: list[bool] = []
     kk: list[int] = []
+    sstart = np.zeros(L + 1, dtype=np.int64)
+    s_node: list[int] = []
+    s_left: list[bool] = []
+    s_bit: list[int] = []
     for li, steps in enumerate(ens.leaf_steps):
         pos: dict[int, int] = {}
         for node, went_left in steps:
@@ -205,7 +210,11 @@ def _conditions(ens: TreeEnsemble) -> dict[str, np.ndarray]:
             zero_dir = dl if mt == 2 else (t >= 0.0)
             zok[c] = zok[c] and (zero_dir == went_left)
             zsp[c] = zsp[c] or mt == 2
+            s_node.append(int(node))
+            s_left.append(bool(went_left))
+            s_bit.append(1 << kk[c])
         cstart[li + 1] = len(feat)
+        sstart[li + 1] = len(s_node)
     return {
         "start": cstart,
         "feat": np.asarray(feat, dtype=np.int64),
@@ -215,6 +224,10 @@ def _conditions(ens: TreeEnsemble) -> dict[str, np.ndarray]:
         "zero_special": np.asarray(zsp, dtype=np.bool_),
         "zero_ok": np.asarray(zok, dtype=np.bool_),
         "k": np.asarray(kk, dtype=np.int64),
+        "sstart": sstart,
+        "s_node": np.asarray(s_node, dtype=np.int64),
+        "s_left": np.asarray(s_left, dtype=np.bool_),
+        "s_bit": np.asarray(s_bit, dtype=np.int64),
     }
 
 
@@ -282,6 +295,113 @@ def _build_tables(depth, offset, tabled, values, hp_start, hp_pat, hp_cnt, table
                 table[base + j] = tmp[j]
 
 
+@njit(cache=True, inline="always")
+def _goes_left(v: float, thr: float, mt: int, dl: bool) -> bool:
+    if np.isnan(v):
+        return (thr >= 0.0) if mt == 0 else dl
+    if mt == 2 and v == 0.0:
+        return dl
+    return v <= thr
+
+
+@njit(cache=True)
+def _node_decisions(X, i0, i1, node_feat, node_thr, node_miss, node_dl):  # type: ignore[no-untyped-def]
+    N = node_feat.shape[0]
+    D = np.empty((i1 - i0, N), dtype=np.bool_)
+    for i in range(i0, i1):
+        for nd in range(N):
+            D[i - i0, nd] = _goes_left(X[i, node_feat[nd]], node_thr[nd], node_miss[nd], node_dl[nd])
+    return D
+
+
+@njit(cache=True, inline="always")
+def _leaf_pattern(D, r, s0, s1, s_node, s_left, s_bit, d):  # type: ignore[no-untyped-def]
+    bad = 0
+    for s in range(s0, s1):
+        if D[r, s_node[s]] != s_left[s]:
+            bad |= s_bit[s]
+    return ((1 << d) - 1) & ~bad
+
+
+@njit(cache=True, parallel=True)
+def _explain_nodes(
+    X,
+    node_feat,
+    node_thr,
+    node_miss,
+    node_dl,
+    sstart,
+    s_node,
+    s_left,
+    s_bit,  # type: ignore[no-untyped-def]
+    cstart,
+    feat,
+    k,
+    depth,
+    offset,
+    tabled,
+    values,
+    hp_start,
+    hp_pat,
+    hp_cnt,
+    table,
+    fact,
+    n_features,
+):
+    """Like ``_explain`` but each tree node is evaluated once per applicant; leaf patterns come from
+    the path steps (a leaf's condition on a feature holds iff every step on that feature goes the
+    path's way), which is cheaper than re-testing merged intervals leaf by leaf."""
+    n = X.shape[0]
+    L = depth.shape[0]
+    out = np.zeros((n, n_features))
+    nb = (n + BLOCK - 1) // BLOCK
+    for bi in prange(nb):
+        i0 = bi * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        D = _node_decisions(X, i0, i1, node_feat, node_thr, node_miss, node_dl)
+        for li in range(L):
+            s0 = cstart[li]
+            s1 = cstart[li + 1]
+            d = depth[li]
+            for i in range(i0, i1):
+                p = _leaf_pattern(D, i - i0, sstart[li], sstart[li + 1], s_node, s_left, s_bit, d)
+                if tabled[li]:
+                    base = offset[li] + p * d
+                    for c in range(s0, s1):
+                        out[i, feat[c]] += table[base + k[c]]
+                else:
+                    _leaf_phi_into(
+                        out[i],
+                        p,
+                        hp_pat[hp_start[li] : hp_start[li + 1]],
+                        hp_cnt[hp_start[li] : hp_start[li + 1]],
+                        d,
+                        values[li],
+                        fact,
+                        feat,
+                        s0,
+                    )
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _patterns_nodes(X, node_feat, node_thr, node_miss, node_dl, sstart, s_node, s_left, s_bit, depth):  # type: ignore[no-untyped-def]
+    n = X.shape[0]
+    L = depth.shape[0]
+    out = np.zeros((n, L), dtype=np.int64)
+    nb = (n + BLOCK - 1) // BLOCK
+    for bi in prange(nb):
+        i0 = bi * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        D = _node_decisions(X, i0, i1, node_feat, node_thr, node_miss, node_dl)
+        for li in range(L):
+            for i in range(i0, i1):
+                out[i, li] = _leaf_pattern(
+                    D, i - i0, sstart[li], sstart[li + 1], s_node, s_left, s_bit, depth[li]
+                )
+    return out
+
+
 @njit(cache=True, parallel=True)
 def _explain(
     X,
@@ -304,33 +424,37 @@ def _explain(
     fact,
     n_features,
 ):
+    # Blocks of applicants share each leaf's table while it is in cache (leaf loop outside the row
+    # loop): a per-row loop over all leaves thrashes the cache on large ensembles.
     n = X.shape[0]
     L = depth.shape[0]
     out = np.zeros((n, n_features))
-    for i in prange(n):
-        x = X[i]
-        row = out[i]
+    nb = (n + BLOCK - 1) // BLOCK
+    for bi in prange(nb):
+        i0 = bi * BLOCK
+        i1 = min(n, i0 + BLOCK)
         for li in range(L):
             s0 = cstart[li]
             s1 = cstart[li + 1]
-            p = _pattern(x, s0, s1, feat, lo, hi, nan_ok, zsp, zok, k)
             d = depth[li]
-            if tabled[li]:
-                base = offset[li] + p * d
-                for c in range(s0, s1):
-                    row[feat[c]] += table[base + k[c]]
-            else:
-                _leaf_phi_into(
-                    row,
-                    p,
-                    hp_pat[hp_start[li] : hp_start[li + 1]],
-                    hp_cnt[hp_start[li] : hp_start[li + 1]],
-                    d,
-                    values[li],
-                    fact,
-                    feat,
-                    s0,
-                )
+            for i in range(i0, i1):
+                p = _pattern(X[i], s0, s1, feat, lo, hi, nan_ok, zsp, zok, k)
+                if tabled[li]:
+                    base = offset[li] + p * d
+                    for c in range(s0, s1):
+                        out[i, feat[c]] += table[base + k[c]]
+                else:
+                    _leaf_phi_into(
+                        out[i],
+                        p,
+                        hp_pat[hp_start[li] : hp_start[li + 1]],
+                        hp_cnt[hp_start[li] : hp_start[li + 1]],
+                        d,
+                        values[li],
+                        fact,
+                        feat,
+                        s0,
+                    )
     return out
 
 
@@ -445,6 +569,20 @@ class InterventionalTreeShap:
 
     def _patterns(self, X: np.ndarray) -> np.ndarray:
         c = self.cond
+        e = self.ens
+        if X.shape[0] and e.node_feat.size:
+            return _patterns_nodes(
+                X,
+                e.node_feat,
+                e.node_thr,
+                e.node_missing,
+                e.node_default_left,
+                c["sstart"],
+                c["s_node"],
+                c["s_left"],
+                c["s_bit"],
+                self.depth,
+            )
         return _patterns_all(
             X, c["start"], c["feat"], c["lo"], c["hi"], c["nan_ok"], c["zero_special"], c["zero_ok"], c["k"]
         )
@@ -455,26 +593,32 @@ class InterventionalTreeShap:
         c = self.cond
         if X.shape[0] == 0:
             return np.zeros((0, self.ens.n_features))
-        return _explain(
+        e = self.ens
+        if e.node_feat.size == 0:
+            return np.zeros((X.shape[0], e.n_features))
+        return _explain_nodes(
             X,
+            e.node_feat,
+            e.node_thr,
+            e.node_missing,
+            e.node_default_left,
+            c["sstart"],
+            c["s_node"],
+            c["s_left"],
+            c["s_bit"],
             c["start"],
             c["feat"],
-            c["lo"],
-            c["hi"],
-            c["nan_ok"],
-            c["zero_special"],
-            c["zero_ok"],
             c["k"],
             self.depth,
             self.offset,
             self.tabled,
-            self.ens.leaf_value,
+            e.leaf_value,
             self.hp_start,
             self.hp_pat,
             self.hp_cnt,
             self.table,
             _FACT,
-            self.ens.n_features,
+            e.n_features,
         )
 
 
