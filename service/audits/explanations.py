@@ -18,16 +18,17 @@ contributions are not (REGULATORY.md §(c).5).
 * ``monotone.<f>``: Spearman ρ between a feature's value and its contribution; a declared
   ``increasing_risk`` feature should have ρ > 0, ``decreasing_risk`` ρ < 0. Contradicted when ρ has the
   wrong sign and |ρ| ≥ ``MONOTONE_RHO_MIN`` (default threshold).
-* ``reasons``: the adverse-action reason engine's quality checks (service/reasons/quality.py) when
-  the spec gives ``reason_codes``.
+
+Section ``reasons`` (:func:`run_reasons`, registered right after this one): the adverse-action
+reason engine's quality checks on the development data (service/reasons/quality.py), when the spec
+gives ``reason_codes``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from service.audits._stats import percentile_ci
@@ -91,7 +92,12 @@ class ExplanationsSection(ResultModel):
     attributes: dict[str, AttributeShap]
     monotone: dict[str, MonotoneCheck]
     monotone_rho_min: float
-    reasons: dict[str, Any] | None = None
+
+
+class ReasonsSection(BaseModel):
+    """Free-form quality report of the reason engine (keys documented in service/reasons/quality.py)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 # --------------------------------------------------------------------------- pure statistics
@@ -299,15 +305,21 @@ def run(ctx: AuditContext) -> SectionOutput:
         monotone=monotone,
         monotone_rho_min=MONOTONE_RHO_MIN,
     )
-    findings = _findings(section)
-    if ctx.spec.reason_codes is not None:
-        from service.reasons.quality import reason_quality
+    return SectionOutput(section, _findings(section))
 
-        ctx.progress("explanations: reason engine checks")
-        quality, qf = reason_quality(ctx)
-        section.reasons = quality
-        findings.extend(qf)
-    return SectionOutput(section, findings)
+
+def run_reasons(ctx: AuditContext) -> SectionOutput:
+    """Section ``reasons``: quality of the adverse-action reasons on the development data."""
+    from service.reasons.explainers import model_family
+    from service.reasons.quality import reason_quality
+
+    if ctx.spec.reason_codes is None:
+        raise NotApplicable("the spec gives no reason catalogue (reason_codes)")
+    if model_family(ctx.model) == "none":
+        raise NotApplicable("no model was given (score.column), so reasons cannot be attributed")
+    ctx.progress("reasons: engine quality checks")
+    quality, findings = reason_quality(ctx)
+    return SectionOutput(ReasonsSection(**quality), findings)
 
 
 def _findings(sec: ExplanationsSection) -> list[Finding]:
@@ -333,6 +345,8 @@ def _findings(sec: ExplanationsSection) -> list[Finding]:
 
 __all__ = [
     "ExplanationsSection",
+    "ReasonsSection",
+    "run_reasons",
     "explain_sample",
     "group_mean_shap",
     "mean_abs_with_ci",

@@ -30,6 +30,7 @@ AUDITS: dict[str, AuditFn] = {
     "temporal": temporal.run,
     "drift": drift.run,
     "explanations": explanations.run,
+    "reasons": explanations.run_reasons,
 }
 
 __all__ = ["AUDITS", "AuditFn"]

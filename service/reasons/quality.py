@@ -1,6 +1,6 @@
 """Quality checks of the reason engine on the development data (REGULATORY.md §(c).4).
 
-Reported under ``sections.explanations.reasons``:
+Reported as ``sections.reasons``:
 
 * ``fidelity``: for a seeded sample of declined applicants, each reported reason group is moved to its
   reference values (its features replaced by those of each of ≤ 100 reference rows, margins averaged)
@@ -239,6 +239,7 @@ def reason_quality(ctx: AuditContext) -> tuple[dict[str, Any], list[Finding]]:
     codes_all = eng.codes + [k.code for k in cat.knockouts]
     prim_arr = [p for p in primary if p is not None]
     coverage = {c: prim_arr.count(c) / len(prim_arr) for c in codes_all if prim_arr.count(c)}
+    disp = disparity(ctx, d_rows, primary, codes_all)
     quality: dict[str, Any] = {
         "method": eng.method,
         "grouping": "sum of member features' attributions (spec reasons.grouping: sum)",
@@ -258,7 +259,12 @@ def reason_quality(ctx: AuditContext) -> tuple[dict[str, Any], list[Finding]]:
         "fidelity": fid,
         "stability": stab,
         "baseline_sensitivity": sens,
-        "disparity": disparity(ctx, d_rows, primary, codes_all),
+        "disparity": disp,
+        "primary_reason_share_by_group": {
+            f"{attr}={g}": v["primary_reason_share"]
+            for attr, d in disp.items()
+            for g, v in d["groups"].items()
+        },
         "thresholds": {
             "fidelity_min": FIDELITY_MIN,
             "stability_min": STABILITY_MIN,
@@ -278,7 +284,7 @@ def _mean(xs: list[float | None]) -> float | None:
 
 def _findings(q: dict[str, Any]) -> list[Finding]:
     out: list[Finding] = []
-    sec = "explanations"
+    sec = "reasons"
     if q["no_reason_count"]:
         out.append(
             finding(
