@@ -24,16 +24,20 @@ def load_result_bytes(path: Path) -> tuple[object, bytes]:
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not valid JSON ({exc})", file=str(path), expected="an audit.json written by `assay audit`"
-                         ) from None
+        raise InputError(
+            f"not valid JSON ({exc})", file=str(path), expected="an audit.json written by `assay audit`"
+        ) from None
     try:
         result = AuditResult.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise InputError(f"not an Assay audit result: {first['msg']}", file=str(path), field=loc,
-                         expected="the audit.json schema (SPEC.md §5: schema_version, meta, findings, sections)"
-                         ) from None
+        raise InputError(
+            f"not an Assay audit result: {first['msg']}",
+            file=str(path),
+            field=loc,
+            expected="the audit.json schema (SPEC.md §5: schema_version, meta, findings, sections)",
+        ) from None
     return result, raw
 
 

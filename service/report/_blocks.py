@@ -39,16 +39,29 @@ def heading(text: str) -> Block:
     return {"kind": "h3", "text": text}
 
 
-def table(columns: list[str], rows: list[list[Any]], *, title: str = "", note: str = "",
-          widths: list[str] | None = None, cls: str = "") -> Block:
+def table(
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    title: str = "",
+    note: str = "",
+    widths: list[str] | None = None,
+    cls: str = "",
+) -> Block:
     """A table block; a cell is a string or ``{"t": text, "c": css class}``."""
     more = len(rows) - MAX_ROWS
     if more > 0:
         rows = rows[:MAX_ROWS]
         note = (note + " " if note else "") + f"{more} further rows are in audit.json."
-    return {"kind": "table", "title": title, "columns": columns,
-            "rows": [[c if isinstance(c, dict) else {"t": str(c), "c": ""} for c in r] for r in rows],
-            "note": note, "widths": widths or [], "cls": cls}
+    return {
+        "kind": "table",
+        "title": title,
+        "columns": columns,
+        "rows": [[c if isinstance(c, dict) else {"t": str(c), "c": ""} for c in r] for r in rows],
+        "note": note,
+        "widths": widths or [],
+        "cls": cls,
+    }
 
 
 def kv(pairs: list[tuple[str, Any]], *, title: str = "") -> Block:
@@ -73,11 +86,16 @@ def light(text: str, colour: str) -> dict[str, str]:
 
 
 def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, str | int | float | bool) or (
-        isinstance(v, list | tuple) and all(not isinstance(x, dict | list) for x in v))
+    return (
+        v is None
+        or isinstance(v, str | int | float | bool)
+        or (isinstance(v, list | tuple) and all(not isinstance(x, dict | list) for x in v))
+    )
 
 
-def _dict_table(obj: dict[str, Any], key_label: str, title: str) -> tuple[Block | None, list[tuple[str, Any]]]:
+def _dict_table(
+    obj: dict[str, Any], key_label: str, title: str
+) -> tuple[Block | None, list[tuple[str, Any]]]:
     """Rows = keys of ``obj`` (each a dict); columns = their scalar fields. Returns the nested leftovers."""
     cols: list[str] = []
     nested: list[tuple[str, Any]] = []
@@ -91,7 +109,9 @@ def _dict_table(obj: dict[str, Any], key_label: str, title: str) -> tuple[Block 
     if not cols:
         return None, nested
     shown = cols[:MAX_COLS]
-    note = "" if len(cols) <= MAX_COLS else f"Columns not shown (in audit.json): {', '.join(cols[MAX_COLS:])}."
+    note = (
+        "" if len(cols) <= MAX_COLS else f"Columns not shown (in audit.json): {', '.join(cols[MAX_COLS:])}."
+    )
     rows = [[str(k)] + [cell(v.get(c), c) for c in shown] for k, v in obj.items()]
     return table([key_label] + [human(c) for c in shown], rows, title=title, note=note), nested
 

@@ -4,6 +4,7 @@ through the generic renderer, so keys added later still print."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from service.report import charts
@@ -39,9 +40,14 @@ def _flag(flagged: Any, yes: str = "flag", no: str = "ok") -> dict[str, str]:
 def representation(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     min_n = _thr(result, "min_group_size")
-    out.append(para(f"Sample: {sec.get('split', DASH)} split, {count(sec.get('n'))} rows; counts are "
-                    f"{sec.get('count_basis', 'rows')}. Groups smaller than min_group_size = "
-                    f"{_thr_label(result, 'min_group_size')} are marked red.", "muted"))
+    out.append(
+        para(
+            f"Sample: {sec.get('split', DASH)} split, {count(sec.get('n'))} rows; counts are "
+            f"{sec.get('count_basis', 'rows')}. Groups smaller than min_group_size = "
+            f"{_thr_label(result, 'min_group_size')} are marked red.",
+            "muted",
+        )
+    )
     for aname, att in (sec.get("attributes") or {}).items():
         if not isinstance(att, dict):
             continue
@@ -51,39 +57,86 @@ def representation(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         for g, v in groups.items():
             n = v.get("n")
             small = v.get("below_min_size") or (min_n is not None and is_num(n) and n < min_n)
-            rows.append([f"{g} (reference)" if str(g) == str(ref) else str(g),
-                         light(count(n), "red") if small else count(n), pct(v.get("share")),
-                         pct(v.get("population_share")), num(v.get("population_gap")), count(v.get("events")),
-                         pct(v.get("event_rate"))])
-        how = "estimated (" + str(att.get("method")) + ")" if att.get("estimated") else str(att.get("method", ""))
-        title = (f"Representation: {aname} (column {att.get('column', DASH)}, {how}; "
-                 f"missing {pct(att.get('missing_rate'))})")
-        out.append(table(["Group", "n", "Share", "Population share", "Gap (share − population)", "Events",
-                          "Event rate"], rows, title=title,
-                         widths=["26%", "10%", "10%", "13%", "15%", "12%", "14%"]))
+            rows.append(
+                [
+                    f"{g} (reference)" if str(g) == str(ref) else str(g),
+                    light(count(n), "red") if small else count(n),
+                    pct(v.get("share")),
+                    pct(v.get("population_share")),
+                    num(v.get("population_gap")),
+                    count(v.get("events")),
+                    pct(v.get("event_rate")),
+                ]
+            )
+        how = (
+            "estimated (" + str(att.get("method")) + ")"
+            if att.get("estimated")
+            else str(att.get("method", ""))
+        )
+        title = (
+            f"Representation: {aname} (column {att.get('column', DASH)}, {how}; "
+            f"missing {pct(att.get('missing_rate'))})"
+        )
+        out.append(
+            table(
+                [
+                    "Group",
+                    "n",
+                    "Share",
+                    "Population share",
+                    "Gap (share − population)",
+                    "Events",
+                    "Event rate",
+                ],
+                rows,
+                title=title,
+                widths=["26%", "10%", "10%", "13%", "15%", "12%", "14%"],
+            )
+        )
         test = att.get("population_test")
         if isinstance(test, dict):
-            out.append(para(f"Population benchmark test ({test.get('method', 'chi-square')}): statistic "
-                            f"{num(test.get('statistic'))}, df {count(test.get('df'))}, p-value "
-                            f"{pval(test.get('p_value'))}." + (f" Groups without a benchmark share: "
-                            f"{', '.join(map(str, test['groups_not_in_benchmark']))}."
-                            if test.get("groups_not_in_benchmark") else ""), "note"))
+            out.append(
+                para(
+                    f"Population benchmark test ({test.get('method', 'chi-square')}): statistic "
+                    f"{num(test.get('statistic'))}, df {count(test.get('df'))}, p-value "
+                    f"{pval(test.get('p_value'))}."
+                    + (
+                        f" Groups without a benchmark share: "
+                        f"{', '.join(map(str, test['groups_not_in_benchmark']))}."
+                        if test.get("groups_not_in_benchmark")
+                        else ""
+                    ),
+                    "note",
+                )
+            )
         gaps = [r for r in att.get("missingness_gaps") or [] if isinstance(r, dict)]
         flagged = [r for r in gaps if r.get("flagged")]
         if flagged:
             gnames = list(groups)
-            out.append(table(["Feature", "Overall missing"] + [str(g) for g in gnames] + ["Gap"],
-                             [[r.get("feature", DASH), pct(r.get("overall_missing_rate"))]
-                              + [pct((r.get("by_group") or {}).get(g)) for g in gnames]
-                              + [light(num(r.get("gap")), "red")] for r in flagged],
-                             title=f"Missing-rate gaps between groups: {aname}",
-                             note=f"Features whose missing rate differs between groups by more than "
-                                  f"missing_gap_max = {_thr_label(result, 'missing_gap_max')}."))
+            out.append(
+                table(
+                    ["Feature", "Overall missing"] + [str(g) for g in gnames] + ["Gap"],
+                    [
+                        [r.get("feature", DASH), pct(r.get("overall_missing_rate"))]
+                        + [pct((r.get("by_group") or {}).get(g)) for g in gnames]
+                        + [light(num(r.get("gap")), "red")]
+                        for r in flagged
+                    ],
+                    title=f"Missing-rate gaps between groups: {aname}",
+                    note=f"Features whose missing rate differs between groups by more than "
+                    f"missing_gap_max = {_thr_label(result, 'missing_gap_max')}.",
+                )
+            )
         elif gaps:
-            biggest = max((r.get("gap") for r in gaps if is_num(r.get("gap"))), default=None)
-            out.append(para(f"Missing-rate gaps by {aname}: none of {len(gaps)} features exceeds "
-                            f"missing_gap_max = {_thr_label(result, 'missing_gap_max')} (largest gap "
-                            f"{num(biggest)}).", "note"))
+            biggest = max((float(r["gap"]) for r in gaps if is_num(r.get("gap"))), default=None)
+            out.append(
+                para(
+                    f"Missing-rate gaps by {aname}: none of {len(gaps)} features exceeds "
+                    f"missing_gap_max = {_thr_label(result, 'missing_gap_max')} (largest gap "
+                    f"{num(biggest)}).",
+                    "note",
+                )
+            )
         if att.get("diagnostics"):
             out += generic(att["diagnostics"], f"{aname} › estimation diagnostics")
     out += _rest(sec, {"split", "n", "count_basis", "attributes", "min_group_size", "missing_gap_max"})
@@ -104,55 +157,106 @@ def _assoc(f: dict[str, Any]) -> str:
 
 def proxies(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
-    out.append(para(f"Method: {sec.get('method', DASH)}. Sample: {sec.get('split', DASH)} split, "
-                    f"{count(sec.get('n'))} rows. A feature is flagged when its association exceeds "
-                    f"proxy_association_max = {_thr_label(result, 'proxy_association_max')} or its one-vs-rest "
-                    f"AUC exceeds proxy_auc_max = {_thr_label(result, 'proxy_auc_max')}; all features together "
-                    f"are tested for redundant encoding against proxy_auc_max.", "muted"))
+    out.append(
+        para(
+            f"Method: {sec.get('method', DASH)}. Sample: {sec.get('split', DASH)} split, "
+            f"{count(sec.get('n'))} rows. A feature is flagged when its association exceeds "
+            f"proxy_association_max = {_thr_label(result, 'proxy_association_max')} or its one-vs-rest "
+            f"AUC exceeds proxy_auc_max = {_thr_label(result, 'proxy_auc_max')}; all features together "
+            f"are tested for redundant encoding against proxy_auc_max.",
+            "muted",
+        )
+    )
     summary = []
     for aname, att in (sec.get("attributes") or {}).items():
         if not isinstance(att, dict):
             continue
         red = att.get("redundant_encoding") or {}
-        summary.append([aname, light(f"{num(red.get('auc'))} {ci(red.get('auc_ci'))}",
-                                     "red" if red.get("flagged") else "green"),
-                        ", ".join(map(str, att.get("flagged_features") or [])) or "none",
-                        ", ".join(map(str, att.get("direct_use") or [])) or "none"])
+        summary.append(
+            [
+                aname,
+                light(
+                    f"{num(red.get('auc'))} {ci(red.get('auc_ci'))}", "red" if red.get("flagged") else "green"
+                ),
+                ", ".join(map(str, att.get("flagged_features") or [])) or "none",
+                ", ".join(map(str, att.get("direct_use") or [])) or "none",
+            ]
+        )
     if summary:
-        out.append(table(["Attribute", "Redundant-encoding AUC (95% CI)", "Flagged proxy features",
-                          "Used directly as a feature"], summary, title="Proxy screen summary",
-                         widths=["18%", "26%", "36%", "20%"]))
+        out.append(
+            table(
+                [
+                    "Attribute",
+                    "Redundant-encoding AUC (95% CI)",
+                    "Flagged proxy features",
+                    "Used directly as a feature",
+                ],
+                summary,
+                title="Proxy screen summary",
+                widths=["18%", "26%", "36%", "20%"],
+            )
+        )
     for aname, att in (sec.get("attributes") or {}).items():
         if not isinstance(att, dict):
             continue
         feats = [f for f in att.get("features") or [] if isinstance(f, dict)]
         if feats:
-            rows = [[str(f.get("feature", DASH)), str(f.get("kind", DASH)), _assoc(f), num(f.get("mutual_info")),
-                     num(f.get("auc")), _flag(f.get("flagged")), "; ".join(map(str, f.get("reasons") or []))]
-                    for f in feats]
-            out.append(table(["Feature", "Type", "Association", "Mutual info", "AUC (one-vs-rest)", "Flag",
-                              "Why"], rows,
-                             title=f"Single-feature association with {aname} (reference {att.get('reference', DASH)}"
-                                   f"{', estimated' if att.get('estimated') else ''})",
-                             note="Association: Cramér's V (V) for categorical features, correlation ratio (η) for "
-                                  "numeric ones. Mutual information is normalised.",
-                             widths=["24%", "11%", "12%", "11%", "12%", "9%", "21%"], cls="small"))
+            rows = [
+                [
+                    str(f.get("feature", DASH)),
+                    str(f.get("kind", DASH)),
+                    _assoc(f),
+                    num(f.get("mutual_info")),
+                    num(f.get("auc")),
+                    _flag(f.get("flagged")),
+                    "; ".join(map(str, f.get("reasons") or [])),
+                ]
+                for f in feats
+            ]
+            out.append(
+                table(
+                    ["Feature", "Type", "Association", "Mutual info", "AUC (one-vs-rest)", "Flag", "Why"],
+                    rows,
+                    title=f"Single-feature association with {aname} (reference {att.get('reference', DASH)}"
+                    f"{', estimated' if att.get('estimated') else ''})",
+                    note="Association: Cramér's V (V) for categorical features, correlation ratio (η) for "
+                    "numeric ones. Mutual information is normalised.",
+                    widths=["24%", "11%", "12%", "11%", "12%", "9%", "21%"],
+                    cls="small",
+                )
+            )
         red = att.get("redundant_encoding")
         if isinstance(red, dict) and red:
             top = [t for t in red.get("top_features") or [] if isinstance(t, dict)]
-            out.append(kv([("AUC (95% CI)", f"{num(red.get('auc'))} {ci(red.get('auc_ci'))}"),
-                           ("Model", str(red.get("model", DASH))),
-                           ("Cross-validation folds / sample / bootstrap",
+            out.append(
+                kv(
+                    [
+                        ("AUC (95% CI)", f"{num(red.get('auc'))} {ci(red.get('auc_ci'))}"),
+                        ("Model", str(red.get("model", DASH))),
+                        (
+                            "Cross-validation folds / sample / bootstrap",
                             f"{count(red.get('cv_folds'))} / {count(red.get('sample_size'))} / "
-                            f"{count(red.get('n_bootstrap'))}"),
-                           ("Flagged", "yes" if red.get("flagged") else "no"),
-                           ("Features carrying the signal (permutation importance ± sd)",
-                            ", ".join(f"{t.get('feature')} {num(t.get('importance'))} ± "
-                                      f"{num(t.get('importance_std'))}" for t in top[:6]) or DASH),
-                           ] + ([("Note", str(red["note"]))] if red.get("note") else []),
-                          title=f"Redundant encoding: all features → {aname}"))
-    out += _rest(sec, {"split", "n", "method", "attributes", "proxy_association_max", "proxy_auc_max",
-                       "flagged_features"})
+                            f"{count(red.get('n_bootstrap'))}",
+                        ),
+                        ("Flagged", "yes" if red.get("flagged") else "no"),
+                        (
+                            "Features carrying the signal (permutation importance ± sd)",
+                            ", ".join(
+                                f"{t.get('feature')} {num(t.get('importance'))} ± "
+                                f"{num(t.get('importance_std'))}"
+                                for t in top[:6]
+                            )
+                            or DASH,
+                        ),
+                    ]
+                    + ([("Note", str(red["note"]))] if red.get("note") else []),
+                    title=f"Redundant encoding: all features → {aname}",
+                )
+            )
+    out += _rest(
+        sec,
+        {"split", "n", "method", "attributes", "proxy_association_max", "proxy_auc_max", "flagged_features"},
+    )
     return out
 
 
@@ -162,59 +266,137 @@ def proxies(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
 def imbalance(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     epv, epv_min = sec.get("events_per_variable"), sec.get("events_per_variable_min")
-    epv_cell = num(epv, 1)
+    epv_cell: Any = num(epv, 1)
     if is_num(epv) and is_num(epv_min):
         epv_cell = light(f"{num(epv, 1)} (minimum {num(epv_min, 0)})", "red" if epv < epv_min else "green")
-    out.append(kv([
-        ("Rows / events / event rate", f"{count(sec.get('n'))} / {count(sec.get('events'))} / "
-                                        f"{pct(sec.get('event_rate'))}"),
-        ("Imbalance ratio (non-events per event)", num(sec.get("imbalance_ratio"), 2)),
-        ("Events per variable (model features)", epv_cell),
-        ("Low-default portfolio", light("yes", "amber") if sec.get("low_default_portfolio") else "no"),
-        ("Low-default reasons", "; ".join(map(str, sec.get("low_default_reasons") or [])) or "none"),
-        ("Low-default thresholds", f"events below {_thr_label(result, 'low_default_events')} or event rate below "
-                                   f"{_thr_label(result, 'low_default_rate')}"),
-    ], title="Class balance"))
+    out.append(
+        kv(
+            [
+                (
+                    "Rows / events / event rate",
+                    f"{count(sec.get('n'))} / {count(sec.get('events'))} / {pct(sec.get('event_rate'))}",
+                ),
+                ("Imbalance ratio (non-events per event)", num(sec.get("imbalance_ratio"), 2)),
+                ("Events per variable (model features)", epv_cell),
+                (
+                    "Low-default portfolio",
+                    light("yes", "amber") if sec.get("low_default_portfolio") else "no",
+                ),
+                ("Low-default reasons", "; ".join(map(str, sec.get("low_default_reasons") or [])) or "none"),
+                (
+                    "Low-default thresholds",
+                    f"events below {_thr_label(result, 'low_default_events')} or event rate below "
+                    f"{_thr_label(result, 'low_default_rate')}",
+                ),
+            ],
+            title="Class balance",
+        )
+    )
     rows = []
     for aname, groups in (sec.get("per_group") or {}).items():
         for g, v in (groups or {}).items():
             if isinstance(v, dict):
-                rows.append([aname, str(g), count(v.get("n")), count(v.get("events")), pct(v.get("event_rate")),
-                             light("low-default", "amber") if v.get("low_default") else "—"])
+                rows.append(
+                    [
+                        aname,
+                        str(g),
+                        count(v.get("n")),
+                        count(v.get("events")),
+                        pct(v.get("event_rate")),
+                        light("low-default", "amber") if v.get("low_default") else "—",
+                    ]
+                )
     if rows:
-        out.append(table(["Attribute", "Group", "n", "Events", "Event rate", "Flag"], rows,
-                         title="Events by protected group", widths=["20%", "28%", "12%", "12%", "14%", "14%"]))
+        out.append(
+            table(
+                ["Attribute", "Group", "n", "Events", "Event rate", "Flag"],
+                rows,
+                title="Events by protected group",
+                widths=["20%", "28%", "12%", "12%", "14%", "14%"],
+            )
+        )
     srows = []
     for name, sp in (sec.get("splits") or {}).items():
         if isinstance(sp, dict):
-            srows.append([name, count(sp.get("n")), count(sp.get("events")), pct(sp.get("event_rate")),
-                          f"{num(sp.get('pr_auc'))} {ci(sp.get('pr_auc_ci'))}", num(sp.get("pr_auc_baseline")),
-                          f"{num(sp.get('recall'))} {ci(sp.get('recall_ci'))}",
-                          f"{num(sp.get('precision'))} {ci(sp.get('precision_ci'))}",
-                          f"{num(sp.get('balanced_accuracy'))} {ci(sp.get('balanced_accuracy_ci'))}",
-                          num(sp.get("f1"))])
+            srows.append(
+                [
+                    name,
+                    count(sp.get("n")),
+                    count(sp.get("events")),
+                    pct(sp.get("event_rate")),
+                    f"{num(sp.get('pr_auc'))} {ci(sp.get('pr_auc_ci'))}",
+                    num(sp.get("pr_auc_baseline")),
+                    f"{num(sp.get('recall'))} {ci(sp.get('recall_ci'))}",
+                    f"{num(sp.get('precision'))} {ci(sp.get('precision_ci'))}",
+                    f"{num(sp.get('balanced_accuracy'))} {ci(sp.get('balanced_accuracy_ci'))}",
+                    num(sp.get("f1")),
+                ]
+            )
     if srows:
-        out.append(table(["Split", "n", "Events", "Event rate", "PR-AUC (95% CI)", "PR-AUC baseline",
-                          "Recall", "Precision", "Balanced accuracy", "F1"], srows,
-                         title=f"Imbalance-aware metrics at the decision threshold {num(sec.get('threshold'))}",
-                         note=f"Bootstrap resamples: {count(sec.get('n_bootstrap'))}. PR-AUC baseline = event rate.",
-                         widths=["7%", "7%", "7%", "8%", "14%", "9%", "13%", "13%", "13%", "9%"], cls="small"))
-        conf = [(n, sp.get("confusion")) for n, sp in (sec.get("splits") or {}).items()
-                if isinstance(sp, dict) and isinstance(sp.get("confusion"), dict)]
+        out.append(
+            table(
+                [
+                    "Split",
+                    "n",
+                    "Events",
+                    "Event rate",
+                    "PR-AUC (95% CI)",
+                    "PR-AUC baseline",
+                    "Recall",
+                    "Precision",
+                    "Balanced accuracy",
+                    "F1",
+                ],
+                srows,
+                title=f"Imbalance-aware metrics at the decision threshold {num(sec.get('threshold'))}",
+                note=f"Bootstrap resamples: {count(sec.get('n_bootstrap'))}. PR-AUC baseline = event rate.",
+                widths=["7%", "7%", "7%", "8%", "14%", "9%", "13%", "13%", "13%", "9%"],
+                cls="small",
+            )
+        )
+        conf = [
+            (n, sp.get("confusion"))
+            for n, sp in (sec.get("splits") or {}).items()
+            if isinstance(sp, dict) and isinstance(sp.get("confusion"), dict)
+        ]
         if conf:
-            out.append(table(["Split", "True positives", "False negatives", "False positives", "True negatives"],
-                             [[n, count(c.get("tp")), count(c.get("fn")), count(c.get("fp")), count(c.get("tn"))]
-                              for n, c in conf],
-                             title="Confusion counts (adverse event = positive)"))
+            out.append(
+                table(
+                    ["Split", "True positives", "False negatives", "False positives", "True negatives"],
+                    [
+                        [n, count(c.get("tp")), count(c.get("fn")), count(c.get("fp")), count(c.get("tn"))]
+                        for n, c in conf
+                        if c
+                    ],
+                    title="Confusion counts (adverse event = positive)",
+                )
+            )
     if sec.get("mitigation") or sec.get("mitigation_note"):
         out.append(heading("Mitigation"))
         if sec.get("mitigation_note"):
             out.append(para(str(sec["mitigation_note"])))
         if sec.get("mitigation"):
             out += generic(sec["mitigation"])
-    out += _rest(sec, {"n", "events", "event_rate", "imbalance_ratio", "n_features", "events_per_variable",
-                       "events_per_variable_min", "low_default_portfolio", "low_default_reasons", "per_group",
-                       "threshold", "splits", "mitigation", "mitigation_note", "n_bootstrap"})
+    out += _rest(
+        sec,
+        {
+            "n",
+            "events",
+            "event_rate",
+            "imbalance_ratio",
+            "n_features",
+            "events_per_variable",
+            "events_per_variable_min",
+            "low_default_portfolio",
+            "low_default_reasons",
+            "per_group",
+            "threshold",
+            "splits",
+            "mitigation",
+            "mitigation_note",
+            "n_bootstrap",
+        },
+    )
     return out
 
 
@@ -225,7 +407,9 @@ def _psi_light(result: AuditResult, v: Any) -> Any:
     amber, red = _thr(result, "psi_amber"), _thr(result, "psi_red")
     if not is_num(v):
         return DASH
-    colour = "red" if red is not None and v >= red else "amber" if amber is not None and v >= amber else "green"
+    colour = (
+        "red" if red is not None and v >= red else "amber" if amber is not None and v >= amber else "green"
+    )
     return light(num(v), colour)
 
 
@@ -236,8 +420,11 @@ def _air_text(air: Any) -> str:
     parts = []
     for a, v in air.items():
         if isinstance(v, dict):
-            vals = [f"{g} {num(x.get('air') if isinstance(x, dict) else x)}" for g, x in v.items()
-                    if (is_num(x) or (isinstance(x, dict) and is_num(x.get("air"))))]
+            vals = [
+                f"{g} {num(x.get('air') if isinstance(x, dict) else x)}"
+                for g, x in v.items()
+                if (is_num(x) or (isinstance(x, dict) and is_num(x.get("air"))))
+            ]
             if vals:
                 parts.append(f"{a}: " + ", ".join(vals))
         elif is_num(v):
@@ -252,111 +439,242 @@ def _window_row(label: str, w: dict[str, Any], result: AuditResult) -> list[Any]
     if is_num(auc) and auc_min is not None:
         auc_cell = light(auc_cell, "red" if auc < auc_min else "green")
     small = " (too small)" if w.get("too_small") else ""
-    return [label + small, count(w.get("n")), pct(w.get("event_rate")), pct(w.get("adverse_rate")), auc_cell,
-            num(w.get("ks")), num(w.get("calibration_ratio"), 2), _psi_light(result, w.get("psi_vs_dev")),
-            _air_text(w.get("air"))]
+    return [
+        label + small,
+        count(w.get("n")),
+        pct(w.get("event_rate")),
+        pct(w.get("adverse_rate")),
+        auc_cell,
+        num(w.get("ks")),
+        num(w.get("calibration_ratio"), 2),
+        _psi_light(result, w.get("psi_vs_dev")),
+        _air_text(w.get("air")),
+    ]
 
 
-WINDOW_COLS = ["Window", "n", "Event rate", "Adverse rate", "AUC (95% CI)", "KS", "Obs/pred", "Score PSI",
-               "AIR"]
+WINDOW_COLS = [
+    "Window",
+    "n",
+    "Event rate",
+    "Adverse rate",
+    "AUC (95% CI)",
+    "KS",
+    "Obs/pred",
+    "Score PSI",
+    "AIR",
+]
 WINDOW_WIDTHS = ["13%", "7%", "8%", "8%", "18%", "7%", "8%", "9%", "22%"]
 
 
 def _diff_table(diffs: dict[str, Any], title: str, base: str, other: str) -> Block:
-    rows = [[human(m), num(d.get("base")), num(d.get("other")), num(d.get("difference")), ci(d.get("ci")),
-             pval(d.get("p_value")), str(d.get("test", DASH))]
-            for m, d in diffs.items() if isinstance(d, dict)]
-    return table(["Metric", base, other, "Difference", "95% CI", "p-value", "Test"], rows, title=title,
-                 widths=["20%", "12%", "12%", "13%", "17%", "10%", "16%"], cls="small")
+    rows = [
+        [
+            human(m),
+            num(d.get("base")),
+            num(d.get("other")),
+            num(d.get("difference")),
+            ci(d.get("ci")),
+            pval(d.get("p_value")),
+            str(d.get("test", DASH)),
+        ]
+        for m, d in diffs.items()
+        if isinstance(d, dict)
+    ]
+    return table(
+        ["Metric", base, other, "Difference", "95% CI", "p-value", "Test"],
+        rows,
+        title=title,
+        widths=["20%", "12%", "12%", "13%", "17%", "10%", "16%"],
+        cls="small",
+    )
 
 
 def temporal(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
-    out.append(kv([
-        ("Date column", str(sec.get("date_column") or DASH)),
-        ("Date range", " to ".join(map(str, sec.get("date_range") or [])) or DASH),
-        ("Period", f"{sec.get('period') or DASH} ({sec.get('period_reason') or sec.get('dates_reason') or DASH})"),
-        ("Smallest period interpreted", f"{count(sec.get('min_period_rows'))} rows"),
-        ("Confidence intervals", f"{sec.get('ci_method', DASH)}; {count(sec.get('n_bootstrap'))} resamples"),
-    ], title="Set-up"))
+    out.append(
+        kv(
+            [
+                ("Date column", str(sec.get("date_column") or DASH)),
+                ("Date range", " to ".join(map(str, sec.get("date_range") or [])) or DASH),
+                (
+                    "Period",
+                    f"{sec.get('period') or DASH} "
+                    f"({sec.get('period_reason') or sec.get('dates_reason') or DASH})",
+                ),
+                ("Smallest period interpreted", f"{count(sec.get('min_period_rows'))} rows"),
+                (
+                    "Confidence intervals",
+                    f"{sec.get('ci_method', DASH)}; {count(sec.get('n_bootstrap'))} resamples",
+                ),
+            ],
+            title="Set-up",
+        )
+    )
     periods = [p for p in sec.get("periods") or [] if isinstance(p, dict)]
     if periods:
         labels = [str(p.get("period", i)) for i, p in enumerate(periods)]
         amber, red = _thr(result, "psi_amber"), _thr(result, "psi_red")
-        bands = [(v, f"{n} {v:g}", c) for v, n, c in ((amber, "psi_amber", charts.AMBER), (red, "psi_red", charts.RED))
-                 if v is not None]
-        out += chart(charts.line_chart(labels, {"score PSI vs development": [p.get("psi_vs_dev") for p in periods]},
-                                       title="Score PSI by period", ylabel="PSI", bands=bands),
-                     "Score PSI of each period against the development sample; dashed lines at the PSI thresholds.")
-        out += chart(charts.line_chart(labels, {"AUC": [p.get("auc") for p in periods],
-                                                "event rate": [p.get("event_rate") for p in periods],
-                                                "adverse rate": [p.get("adverse_rate") for p in periods]},
-                                       title="AUC, event rate and adverse rate by period", ylabel="value"),
-                     "Discrimination and outcome rates by period (periods below the minimum size are omitted "
-                     "where the statistic is undefined).")
-        out.append(table(WINDOW_COLS, [_window_row(str(p.get("period", DASH)), p, result) for p in periods],
-                         title="Performance by period",
-                         note=f"PSI coloured at psi_amber = {_thr_label(result, 'psi_amber')} and psi_red = "
-                              f"{_thr_label(result, 'psi_red')}; AUC red below auc_min = "
-                              f"{_thr_label(result, 'auc_min')}. Obs/pred = observed / predicted event rate.",
-                         widths=WINDOW_WIDTHS, cls="small"))
+        bands = [
+            (v, f"{n} {v:g}", c)
+            for v, n, c in ((amber, "psi_amber", charts.AMBER), (red, "psi_red", charts.RED))
+            if v is not None
+        ]
+        out += chart(
+            charts.line_chart(
+                labels,
+                {"score PSI vs development": [p.get("psi_vs_dev") for p in periods]},
+                title="Score PSI by period",
+                ylabel="PSI",
+                bands=bands,
+            ),
+            "Score PSI of each period against the development sample; dashed lines at the PSI thresholds.",
+        )
+        out += chart(
+            charts.line_chart(
+                labels,
+                {
+                    "AUC": [p.get("auc") for p in periods],
+                    "event rate": [p.get("event_rate") for p in periods],
+                    "adverse rate": [p.get("adverse_rate") for p in periods],
+                },
+                title="AUC, event rate and adverse rate by period",
+                ylabel="value",
+            ),
+            "Discrimination and outcome rates by period (periods below the minimum size are omitted "
+            "where the statistic is undefined).",
+        )
+        out.append(
+            table(
+                WINDOW_COLS,
+                [_window_row(str(p.get("period", DASH)), p, result) for p in periods],
+                title="Performance by period",
+                note=f"PSI coloured at psi_amber = {_thr_label(result, 'psi_amber')} and psi_red = "
+                f"{_thr_label(result, 'psi_red')}; AUC red below auc_min = "
+                f"{_thr_label(result, 'auc_min')}. Obs/pred = observed / predicted event rate.",
+                widths=WINDOW_WIDTHS,
+                cls="small",
+            )
+        )
     elif sec.get("dates_reason"):
         out.append(para(f"Periods, regimes, change points and vintages: {sec['dates_reason']}.", "muted"))
     cp = sec.get("change_points")
     if isinstance(cp, dict):
         breaks = [b for b in cp.get("breaks") or [] if isinstance(b, dict)]
         out.append(heading("Change points in the event rate"))
-        out.append(para(f"Method: {cp.get('method', DASH)} (alpha {num(cp.get('alpha'))}, minimum segment "
-                        f"{count(cp.get('min_size'))} periods)." + (f" {cp['reason']}" if cp.get("reason") else ""),
-                        "note"))
+        out.append(
+            para(
+                f"Method: {cp.get('method', DASH)} (alpha {num(cp.get('alpha'))}, minimum segment "
+                f"{count(cp.get('min_size'))} periods)." + (f" {cp['reason']}" if cp.get("reason") else ""),
+                "note",
+            )
+        )
         if breaks:
-            out.append(table(["Break at", "After", "Rate before", "Rate after", "Statistic", "Dispersion", "p-value"],
-                             [[str(b.get("period", DASH)), str(b.get("previous_period", DASH)),
-                               pct(b.get("before_rate")), pct(b.get("after_rate")), num(b.get("statistic"), 1),
-                               num(b.get("dispersion"), 2), pval(b.get("p_value"))] for b in breaks]))
+            out.append(
+                table(
+                    ["Break at", "After", "Rate before", "Rate after", "Statistic", "Dispersion", "p-value"],
+                    [
+                        [
+                            str(b.get("period", DASH)),
+                            str(b.get("previous_period", DASH)),
+                            pct(b.get("before_rate")),
+                            pct(b.get("after_rate")),
+                            num(b.get("statistic"), 1),
+                            num(b.get("dispersion"), 2),
+                            pval(b.get("p_value")),
+                        ]
+                        for b in breaks
+                    ],
+                )
+            )
         else:
             out.append(para("No change point detected.", "muted"))
     oot = sec.get("out_of_time")
     out.append(heading("Out-of-time comparison"))
     if isinstance(oot, dict):
-        out.append(para(f"Source: {oot.get('source', DASH)}. Score PSI out-of-time vs development: "
-                        f"{num(oot.get('psi_oot_vs_dev'))}.", "note"))
+        out.append(
+            para(
+                f"Source: {oot.get('source', DASH)}. Score PSI out-of-time vs development: "
+                f"{num(oot.get('psi_oot_vs_dev'))}.",
+                "note",
+            )
+        )
         wins = [(k, oot[k]) for k in ("dev", "oot") if isinstance(oot.get(k), dict)]
         if wins:
-            out.append(table(WINDOW_COLS, [_window_row(k, w, result) for k, w in wins],
-                             title="Development vs out-of-time", widths=WINDOW_WIDTHS, cls="small"))
+            out.append(
+                table(
+                    WINDOW_COLS,
+                    [_window_row(k, w, result) for k, w in wins],
+                    title="Development vs out-of-time",
+                    widths=WINDOW_WIDTHS,
+                    cls="small",
+                )
+            )
         if isinstance(oot.get("differences"), dict):
-            out.append(_diff_table(oot["differences"], "Out-of-time minus development", "Development",
-                                   "Out-of-time"))
+            out.append(
+                _diff_table(oot["differences"], "Out-of-time minus development", "Development", "Out-of-time")
+            )
     else:
         out.append(para(f"Not run: {sec.get('out_of_time_reason') or 'no out-of-time sample'}.", "muted"))
     reg = sec.get("regimes")
     if isinstance(reg, dict):
         out.append(heading("Economic regimes"))
         out.append(para(f"Regimes: {reg.get('source', DASH)}; {reg.get('boundaries', '')}.", "note"))
-        wins = [(str(r.get("name", i)), r) for i, r in enumerate(reg.get("regimes") or []) if isinstance(r, dict)]
+        wins = [
+            (str(r.get("name", i)), r) for i, r in enumerate(reg.get("regimes") or []) if isinstance(r, dict)
+        ]
         if isinstance(reg.get("outside"), dict):
             wins.append(("outside all regimes", reg["outside"]))
         if wins:
-            out.append(table(WINDOW_COLS, [_window_row(k, w, result) for k, w in wins],
-                             title="Performance inside each regime window", widths=WINDOW_WIDTHS, cls="small"))
+            out.append(
+                table(
+                    WINDOW_COLS,
+                    [_window_row(k, w, result) for k, w in wins],
+                    title="Performance inside each regime window",
+                    widths=WINDOW_WIDTHS,
+                    cls="small",
+                )
+            )
         for name, w in wins:
             if isinstance(w.get("vs_outside"), dict) and not w.get("too_small"):
-                out.append(_diff_table(w["vs_outside"], f"Regime {name} minus outside all regimes", "Outside",
-                                       name))
+                out.append(
+                    _diff_table(w["vs_outside"], f"Regime {name} minus outside all regimes", "Outside", name)
+                )
         outside = reg.get("windows_outside_data")
         if outside:
-            out.append(para("Regime windows outside the data: " + ", ".join(
-                str(x.get("name", x)) if isinstance(x, dict) else str(x) for x in outside) + ".", "note"))
+            out.append(
+                para(
+                    "Regime windows outside the data: "
+                    + ", ".join(str(x.get("name", x)) if isinstance(x, dict) else str(x) for x in outside)
+                    + ".",
+                    "note",
+                )
+            )
     vin = sec.get("vintage")
     if isinstance(vin, dict):
         out += _vintage(vin, sec)
     stress = [s for s in sec.get("stress") or [] if isinstance(s, dict)]
     if stress:
         out += _stress(stress)
-    out += _rest(sec, {"date_column", "dates_reason", "period", "period_reason", "date_range", "min_period_rows",
-                       "n_bootstrap", "ci_method", "periods", "change_points", "out_of_time",
-                       "out_of_time_reason", "regimes", "vintage", "stress"})
+    out += _rest(
+        sec,
+        {
+            "date_column",
+            "dates_reason",
+            "period",
+            "period_reason",
+            "date_range",
+            "min_period_rows",
+            "n_bootstrap",
+            "ci_method",
+            "periods",
+            "change_points",
+            "out_of_time",
+            "out_of_time_reason",
+            "regimes",
+            "vintage",
+            "stress",
+        },
+    )
     return out
 
 
@@ -364,19 +682,27 @@ def _vintage(vin: dict[str, Any], sec: dict[str, Any]) -> list[Block]:
     out: list[Block] = [heading("Vintage curves")]
     out.append(para(f"Column {vin.get('column', DASH)}: {vin.get('definition', DASH)}.", "note"))
     min_n = sec.get("min_period_rows") or 0
-    cohorts = [c for c in vin.get("cohorts") or [] if isinstance(c, dict) and is_num(c.get("n")) and c["n"] >= min_n]
+    cohorts = [
+        c for c in vin.get("cohorts") or [] if isinstance(c, dict) and is_num(c.get("n")) and c["n"] >= min_n
+    ]
     exp = vin.get("expected") if isinstance(vin.get("expected"), dict) else None
     curves = ([exp] if exp else []) + cohorts[-7:]
     if curves:
         xs = sorted({float(m) for c in curves for m in c.get("months_on_book") or [] if is_num(m)})
-        series = {}
+        series: dict[str, Sequence[float | None]] = {}
         for c in curves:
             pts = dict(zip(c.get("months_on_book") or [], c.get("cumulative_event_rate") or [], strict=False))
             series[str(c.get("cohort", "?"))] = [pts.get(x) for x in xs]
-        out += chart(charts.line_chart([f"{x:g}" for x in xs], series, title="Cumulative event rate by months on book",
-                                       ylabel="cumulative event rate"),
-                     f"Vintage curves: the development pool and the {len(cohorts[-7:])} latest cohorts with at "
-                     f"least {min_n} rows (all cohorts are in audit.json).")
+        out += chart(
+            charts.line_chart(
+                [f"{x:g}" for x in xs],
+                series,
+                title="Cumulative event rate by months on book",
+                ylabel="cumulative event rate",
+            ),
+            f"Vintage curves: the development pool and the {len(cohorts[-7:])} latest cohorts with at "
+            f"least {min_n} rows (all cohorts are in audit.json).",
+        )
     return out
 
 
@@ -387,26 +713,61 @@ def _stress(stress: list[dict[str, Any]]) -> list[Block]:
         b, st, ch = s.get("base") or {}, s.get("stressed") or {}, s.get("change") or {}
         shocks = ", ".join(f"{k} {v}" for k, v in (s.get("shocks") or {}).items()) or DASH
         if not s.get("rescored", True):
-            rows.append([str(s.get("name")), shocks, f"not rescored: {s.get('reason') or DASH}", DASH, DASH, DASH])
+            rows.append(
+                [str(s.get("name")), shocks, f"not rescored: {s.get('reason') or DASH}", DASH, DASH, DASH]
+            )
             continue
-        rows.append([str(s.get("name")), shocks,
-                     f"{count(s.get('rows_changed'))} of {count(s.get('n'))}",
-                     f"+{count(s.get('flipped_to_adverse'))} / −{count(s.get('flipped_to_favorable'))}",
-                     f"{pct(b.get('adverse_rate'))} → {pct(st.get('adverse_rate'))} ({num(ch.get('adverse_rate'))})",
-                     f"{num(b.get('mean_score'))} → {num(st.get('mean_score'))} ({num(ch.get('mean_score'))})"])
-    out.append(table(["Scenario", "Shocks", "Rows changed", "Flipped to adverse / favourable", "Adverse rate",
-                      "Mean score"], rows, title="Scenario results (inputs shifted, rescored through the model)",
-                     widths=["17%", "21%", "12%", "14%", "18%", "18%"], cls="small"))
+        rows.append(
+            [
+                str(s.get("name")),
+                shocks,
+                f"{count(s.get('rows_changed'))} of {count(s.get('n'))}",
+                f"+{count(s.get('flipped_to_adverse'))} / −{count(s.get('flipped_to_favorable'))}",
+                f"{pct(b.get('adverse_rate'))} → {pct(st.get('adverse_rate'))} "
+                f"({num(ch.get('adverse_rate'))})",
+                f"{num(b.get('mean_score'))} → {num(st.get('mean_score'))} ({num(ch.get('mean_score'))})",
+            ]
+        )
+    out.append(
+        table(
+            [
+                "Scenario",
+                "Shocks",
+                "Rows changed",
+                "Flipped to adverse / favourable",
+                "Adverse rate",
+                "Mean score",
+            ],
+            rows,
+            title="Scenario results (inputs shifted, rescored through the model)",
+            widths=["17%", "21%", "12%", "14%", "18%", "18%"],
+            cls="small",
+        )
+    )
     arows = []
     for s in stress:
         for a, groups in (s.get("air") or {}).items():
             for g, v in (groups or {}).items():
                 if isinstance(v, dict) and is_num(v.get("base_air")):
-                    arows.append([str(s.get("name")), a, str(g), num(v.get("base_air")), num(v.get("stressed_air")),
-                                  num(v.get("change"))])
+                    arows.append(
+                        [
+                            str(s.get("name")),
+                            a,
+                            str(g),
+                            num(v.get("base_air")),
+                            num(v.get("stressed_air")),
+                            num(v.get("change")),
+                        ]
+                    )
     if arows:
-        out.append(table(["Scenario", "Attribute", "Group", "AIR before", "AIR after", "Change"], arows,
-                         title="AIR under stress (non-reference groups)", cls="small"))
+        out.append(
+            table(
+                ["Scenario", "Attribute", "Group", "AIR before", "AIR after", "Change"],
+                arows,
+                title="AIR under stress (non-reference groups)",
+                cls="small",
+            )
+        )
     return out
 
 
@@ -418,52 +779,112 @@ def drift(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     summ = sec.get("summary") or {}
     score = sec.get("score") or {}
     pred = sec.get("prediction") or {}
-    out.append(kv([
-        ("Reference / current", f"{sec.get('reference', DASH)} ({count(sec.get('n_reference'))} rows) / "
-                                f"{sec.get('current', DASH)} ({count(sec.get('n_current'))} rows)"),
-        ("Score PSI", _psi_light(result, score.get("psi"))),
-        ("Features drifted (amber / red of total)", f"{count(summ.get('n_amber'))} / {count(summ.get('n_red'))} of "
-                                                    f"{count(summ.get('n_features'))}"),
-        ("Largest feature PSI", f"{summ.get('max_psi_feature', DASH)}: {num(summ.get('max_psi'))}"),
-        ("Mean score (reference → current)", f"{num(pred.get('reference_mean_score'))} → {num(pred.get('mean_score'))}"),
-        ("Adverse rate (reference → current)", f"{pct(pred.get('reference_adverse_rate'))} → "
-                                               f"{pct(pred.get('adverse_rate'))} (p {pval(pred.get('adverse_rate_p_value'))})"),
-    ], title="Drift summary"))
+    out.append(
+        kv(
+            [
+                (
+                    "Reference / current",
+                    f"{sec.get('reference', DASH)} ({count(sec.get('n_reference'))} rows) / "
+                    f"{sec.get('current', DASH)} ({count(sec.get('n_current'))} rows)",
+                ),
+                ("Score PSI", _psi_light(result, score.get("psi"))),
+                (
+                    "Features drifted (amber / red of total)",
+                    f"{count(summ.get('n_amber'))} / {count(summ.get('n_red'))} of "
+                    f"{count(summ.get('n_features'))}",
+                ),
+                ("Largest feature PSI", f"{summ.get('max_psi_feature', DASH)}: {num(summ.get('max_psi'))}"),
+                (
+                    "Mean score (reference → current)",
+                    f"{num(pred.get('reference_mean_score'))} → {num(pred.get('mean_score'))}",
+                ),
+                (
+                    "Adverse rate (reference → current)",
+                    f"{pct(pred.get('reference_adverse_rate'))} → "
+                    f"{pct(pred.get('adverse_rate'))} (p {pval(pred.get('adverse_rate_p_value'))})",
+                ),
+            ],
+            title="Drift summary",
+        )
+    )
     feats = {k: v for k, v in (sec.get("features") or {}).items() if isinstance(v, dict)}
-    order = sorted(feats, key=lambda k: -(feats[k].get("psi") if is_num(feats[k].get("psi")) else -1))
+    order = sorted(feats, key=lambda k: -(float(feats[k]["psi"]) if is_num(feats[k].get("psi")) else -1.0))
     amber, red = _thr(result, "psi_amber"), _thr(result, "psi_red")
-    out += chart(charts.bar_chart([(k, feats[k].get("psi"), None) for k in order], title="Feature PSI (CSI)",
-                                  xlabel="PSI, current vs reference", lines=[(v, c) for v, c in
-                                                                            ((amber, charts.AMBER), (red, charts.RED))
-                                                                            if v is not None]),
-                 "Population stability of each feature, largest first; dashed lines at psi_amber and psi_red.")
+    out += chart(
+        charts.bar_chart(
+            [(k, feats[k].get("psi"), None) for k in order],
+            title="Feature PSI (CSI)",
+            xlabel="PSI, current vs reference",
+            lines=[(v, c) for v, c in ((amber, charts.AMBER), (red, charts.RED)) if v is not None],
+        ),
+        "Population stability of each feature, largest first; dashed lines at psi_amber and psi_red.",
+    )
     rows = []
     for k in order:
         f = feats[k]
         if f.get("kind") == "numeric":
-            shape = f"KS {num(f.get('ks'))} (p {pval(f.get('ks_p_value'))}); W/σ {num(f.get('wasserstein_normed'))}"
+            shape = (
+                f"KS {num(f.get('ks'))} (p {pval(f.get('ks_p_value'))}); "
+                f"W/σ {num(f.get('wasserstein_normed'))}"
+            )
             centre = f"mean {num(f.get('reference_mean'))} → {num(f.get('mean'))}"
         else:
             shape = f"JS {num(f.get('js'))}; χ² p {pval(f.get('chi2_p_value'))}"
             new = f.get("new_categories") or []
-            centre = f"unseen share {pct(f.get('unseen_share'))}" + (f"; new: {', '.join(map(str, new[:5]))}"
-                                                                      if new else "")
-        rows.append([k, str(f.get("kind", DASH)), _psi_light(result, f.get("psi")), shape, centre,
-                     f"{pct(f.get('reference_missing_rate'))} → {pct(f.get('missing_rate'))}"])
+            centre = f"unseen share {pct(f.get('unseen_share'))}" + (
+                f"; new: {', '.join(map(str, new[:5]))}" if new else ""
+            )
+        rows.append(
+            [
+                k,
+                str(f.get("kind", DASH)),
+                _psi_light(result, f.get("psi")),
+                shape,
+                centre,
+                f"{pct(f.get('reference_missing_rate'))} → {pct(f.get('missing_rate'))}",
+            ]
+        )
     if rows:
-        out.append(table(["Feature", "Type", "PSI", "Distribution test", "Location / categories", "Missing"], rows,
-                         title="Drift by feature",
-                         note=f"PSI coloured at psi_amber = {_thr_label(result, 'psi_amber')} and psi_red = "
-                              f"{_thr_label(result, 'psi_red')}. W/σ: Wasserstein distance over the reference "
-                              "standard deviation.", widths=["20%", "10%", "9%", "25%", "22%", "14%"], cls="small"))
+        out.append(
+            table(
+                ["Feature", "Type", "PSI", "Distribution test", "Location / categories", "Missing"],
+                rows,
+                title="Drift by feature",
+                note=f"PSI coloured at psi_amber = {_thr_label(result, 'psi_amber')} and psi_red = "
+                f"{_thr_label(result, 'psi_red')}. W/σ: Wasserstein distance over the reference "
+                "standard deviation.",
+                widths=["20%", "10%", "9%", "25%", "22%", "14%"],
+                cls="small",
+            )
+        )
     conv = sec.get("conventions")
     if isinstance(conv, dict) and conv:
-        out.append(table(["Statistic", "Convention"], [[human(k), str(v)] for k, v in conv.items()],
-                         title="Conventions", widths=["18%", "82%"], cls="small"))
+        out.append(
+            table(
+                ["Statistic", "Convention"],
+                [[human(k), str(v)] for k, v in conv.items()],
+                title="Conventions",
+                widths=["18%", "82%"],
+                cls="small",
+            )
+        )
     fair = sec.get("fairness")
     if isinstance(fair, dict) and any(v for v in fair.values()):
         out.append(heading("Fairness drift"))
         out += generic(fair)
-    out += _rest(sec, {"reference", "current", "n_reference", "n_current", "conventions", "features", "score",
-                       "summary", "prediction", "fairness"})
+    out += _rest(
+        sec,
+        {
+            "reference",
+            "current",
+            "n_reference",
+            "n_current",
+            "conventions",
+            "features",
+            "score",
+            "summary",
+            "prediction",
+            "fairness",
+        },
+    )
     return out

@@ -10,7 +10,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import matplotlib
 
@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-_RC = {
+_RC: Any = {
     "svg.hashsalt": "assay-report",  # deterministic element ids
     "svg.fonttype": "path",  # text as paths: no font dependency in the PDF
     "font.family": "DejaVu Sans",
@@ -39,7 +39,7 @@ BLUE, GREY, RED, AMBER, GREEN = "#1f4e79", "#7f7f7f", "#b3261e", "#b26a00", "#2e
 PALETTE = [BLUE, "#c55a11", GREEN, "#7030a0", RED, "#00838f", "#6d4c41", GREY]
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -57,8 +57,11 @@ def _to_uri(fig: Any) -> str:
 def calibration_chart(splits: dict[str, list[dict[str, Any]]]) -> str | None:
     """Observed event rate against mean predicted probability per decile, one line per split."""
     series = {
-        name: [(b["mean_predicted"], b["observed_rate"]) for b in bins
-               if _finite(b.get("mean_predicted")) and _finite(b.get("observed_rate"))]
+        name: [
+            (b["mean_predicted"], b["observed_rate"])
+            for b in bins
+            if _finite(b.get("mean_predicted")) and _finite(b.get("observed_rate"))
+        ]
         for name, bins in splits.items()
     }
     series = {k: v for k, v in series.items() if v}
@@ -70,8 +73,15 @@ def calibration_chart(splits: dict[str, list[dict[str, Any]]]) -> str | None:
         top = min(1.0, top * 1.08 + 0.02)
         ax.plot([0, top], [0, top], color=GREY, lw=0.8, ls="--", label="perfect calibration")
         for i, (name, pts) in enumerate(sorted(series.items())):
-            ax.plot([p for p, _ in pts], [o for _, o in pts], marker="o", ms=3, lw=1.2,
-                    color=PALETTE[i % len(PALETTE)], label=name)
+            ax.plot(
+                [p for p, _ in pts],
+                [o for _, o in pts],
+                marker="o",
+                ms=3,
+                lw=1.2,
+                color=PALETTE[i % len(PALETTE)],
+                label=name,
+            )
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
         ax.set_xlabel("mean predicted probability (decile)")
@@ -89,8 +99,8 @@ def gains_chart(splits: dict[str, list[dict[str, Any]]]) -> str | None:
         rows = [(b.get("n"), b.get("events")) for b in bins]
         if not rows or not all(_finite(n) and _finite(e) for n, e in rows):
             continue
-        ev = [float(e) for _, e in rows][::-1]
-        ne = [float(n) - float(e) for n, e in rows][::-1]
+        ev = [float(e or 0.0) for _, e in rows][::-1]
+        ne = [float(n or 0.0) - float(e or 0.0) for n, e in rows][::-1]
         te, tn = sum(ev), sum(ne)
         if te <= 0 or tn <= 0:
             continue
@@ -139,8 +149,17 @@ def air_chart(rows: Sequence[dict[str, Any]], *, air_min: float | None) -> str |
             flag = air_min is not None and r["air"] < air_min
             color = RED if flag else BLUE
             if _finite(lo) and _finite(hi):
-                ax.errorbar(r["air"], yi, xerr=[[max(r["air"] - lo, 0)], [max(hi - r["air"], 0)]],
-                            fmt="o", ms=4, color=color, ecolor=color, elinewidth=1, capsize=2)
+                ax.errorbar(
+                    r["air"],
+                    yi,
+                    xerr=[[max(r["air"] - lo, 0)], [max(hi - r["air"], 0)]],
+                    fmt="o",
+                    ms=4,
+                    color=color,
+                    ecolor=color,
+                    elinewidth=1,
+                    capsize=2,
+                )
             else:
                 ax.plot(r["air"], yi, "o", ms=4, color=color)
         ax.axvline(1.0, color=GREY, lw=0.8)
@@ -154,8 +173,14 @@ def air_chart(rows: Sequence[dict[str, Any]], *, air_min: float | None) -> str |
         return _to_uri(fig)
 
 
-def bar_chart(items: Sequence[tuple[str, Any, tuple[float, float] | None]], *, title: str, xlabel: str,
-              max_items: int = 25, lines: Sequence[tuple[float, str]] = ()) -> str | None:
+def bar_chart(
+    items: Sequence[tuple[str, Any, tuple[float, float] | None]],
+    *,
+    title: str,
+    xlabel: str,
+    max_items: int = 25,
+    lines: Sequence[tuple[float, str]] = (),
+) -> str | None:
     """Horizontal bars (largest first), optional CI whiskers; used for SHAP importance and shares."""
     pts = [(lab, v, ci) for lab, v, ci in items if _finite(v)][:max_items]
     if not pts:
@@ -167,8 +192,15 @@ def bar_chart(items: Sequence[tuple[str, Any, tuple[float, float] | None]], *, t
         ax.barh(y, [v for _, v, _ in pts], color=BLUE, height=0.6)
         for yi, (_, v, ci) in zip(y, pts, strict=True):
             if ci is not None and _finite(ci[0]) and _finite(ci[1]):
-                ax.errorbar(v, yi, xerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]], fmt="none",
-                            ecolor="#222222", elinewidth=0.8, capsize=2)
+                ax.errorbar(
+                    v,
+                    yi,
+                    xerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]],
+                    fmt="none",
+                    ecolor="#222222",
+                    elinewidth=0.8,
+                    capsize=2,
+                )
         for value, color in lines:
             ax.axvline(value, color=color, lw=0.8, ls="--")
         ax.set_yticks(y)
@@ -178,8 +210,14 @@ def bar_chart(items: Sequence[tuple[str, Any, tuple[float, float] | None]], *, t
         return _to_uri(fig)
 
 
-def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str,
-               ylabel: str, bands: Sequence[tuple[float, str, str]] = ()) -> str | None:
+def line_chart(
+    x_labels: Sequence[str],
+    series: dict[str, Sequence[float | None]],
+    *,
+    title: str,
+    ylabel: str,
+    bands: Sequence[tuple[float, str, str]] = (),
+) -> str | None:
     """One line per series over ordered categories (periods); optional horizontal threshold lines."""
     if not x_labels or not any(any(_finite(v) for v in s) for s in series.values()):
         return None
@@ -187,10 +225,17 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
         fig, ax = plt.subplots(figsize=(6.2, 2.8))
         xs = list(range(len(x_labels)))
         for i, (name, vals) in enumerate(series.items()):
-            pts = [(x, v) for x, v in zip(xs, vals, strict=False) if _finite(v)]
+            pts = [(x, float(v)) for x, v in zip(xs, vals, strict=False) if _finite(v)]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1.2,
-                        color=PALETTE[i % len(PALETTE)], label=_short(name, 30))
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    marker="o",
+                    ms=3,
+                    lw=1.2,
+                    color=PALETTE[i % len(PALETTE)],
+                    label=_short(name, 30),
+                )
         for value, label, color in bands:
             ax.axhline(value, color=color, lw=0.8, ls="--", label=label)
         step = max(1, math.ceil(len(x_labels) / 14))
@@ -202,8 +247,9 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
         return _to_uri(fig)
 
 
-def grouped_bars(categories: Sequence[str], groups: dict[str, Sequence[float | None]], *, title: str,
-                 ylabel: str) -> str | None:
+def grouped_bars(
+    categories: Sequence[str], groups: dict[str, Sequence[float | None]], *, title: str, ylabel: str
+) -> str | None:
     """Grouped vertical bars: one cluster per category, one bar per group (e.g. reason share by group,
     score distribution by group)."""
     if not categories or not groups:
@@ -216,7 +262,7 @@ def grouped_bars(categories: Sequence[str], groups: dict[str, Sequence[float | N
         fig, ax = plt.subplots(figsize=(6.2, 2.8))
         for i, (name, vals) in enumerate(groups.items()):
             xs = [c + (i - (k - 1) / 2) * width for c in range(len(categories))]
-            ys = [v if _finite(v) else 0.0 for v in vals]
+            ys = [float(v) if _finite(v) else 0.0 for v in vals]
             ax.bar(xs[: len(ys)], ys, width=width, color=PALETTE[i % len(PALETTE)], label=_short(name, 30))
         ax.set_xticks(range(len(categories)))
         ax.set_xticklabels([_short(str(c), 14) for c in categories], rotation=45, ha="right")
