@@ -16,10 +16,15 @@ How this beats shap's per-(applicant, reference) C++ loop: the contribution depe
 through its pattern ``P_r`` (a d-bit mask), so the reference set is summarised once per leaf as a
 histogram over patterns, and for leaves with d ≤ ``TABLE_MAX_DEPTH`` distinct path features the
 whole answer is tabulated for every possible applicant pattern (2^d rows). Explaining an applicant
-is then, per leaf: test its (merged, one-per-feature) interval conditions to get the applicant's
-pattern and add one table row into the feature sums: O(total path length) per applicant, independent
-of the reference-set size, compiled with numba and parallel over applicants (``prange``). Leaves
-deeper than ``TABLE_MAX_DEPTH`` distinct features are evaluated directly against the pattern histogram.
+is then: evaluate every tree node once, build each leaf's pattern from its path steps and add one
+table row into the feature sums: O(total path length) per applicant, independent of the
+reference-set size, compiled with numba and parallel over blocks of applicants that share each
+leaf's table while it is in cache. Leaves deeper than ``TABLE_MAX_DEPTH`` distinct features are
+evaluated directly against the pattern histogram.
+
+Groups as players: the same closed form holds when a "player" is a set of features (a leaf's
+condition on a group holds when all of its steps on the group's features do), which gives exact
+group Shapley values (``players=``), used for ``reasons.grouping: partition``.
 """
 
 from __future__ import annotations
@@ -164,23 +169,18 @@ def from_xgboost(booster: Any, features: list[str]) -> TreeEnsemble:
     )
 
 
-def _conditions(ens: TreeEnsemble) -> dict[str, np.ndarray]:
-    """Merge the steps of each leaf into one interval condition per distinct feature.
+def _conditions(ens: TreeEnsemble, players: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per leaf: its distinct players (features, or groups of features) and the path steps.
 
-    A row satisfies condition c when: NaN → ``nan_ok``; else 0 with a zero-as-missing step on the
-    path → ``zero_ok``; else ``lo < x <= hi``. Both constants are exact because every step sends a
-    NaN (or a zero at a zero-as-missing node) a fixed way.
+    A leaf's condition on player q holds for a row iff every step of the path on a feature of q goes
+    the path's way (NaN and zero routing included: see ``_goes_left``). ``k`` is q's bit in the leaf's
+    pattern, ``feat`` the player index (output column).
     """
     L = len(ens.leaf_value)
     cstart = np.zeros(L + 1, dtype=np.int64)
-    feat: list[int] = []
-    lo: list[float] = []
-    hi: list[float] = []
-    nan_ok: list[bool] = []
-    zsp: list[bool] = []
-    zok: list[bool] = []
-    kk: list[int] = []
     sstart = np.zeros(L + 1, dtype=np.int64)
+    feat: list[int] = []
+    kk: list[int] = []
     s_node: list[int] = []
     s_left: list[bool] = []
     s_bit: list[int] = []
@@ -188,65 +188,25 @@ def _conditions(ens: TreeEnsemble) -> dict[str, np.ndarray]:
         pos: dict[int, int] = {}
         for node, went_left in steps:
             f = int(ens.node_feat[node])
-            t = float(ens.node_thr[node])
-            mt = int(ens.node_missing[node])
-            dl = bool(ens.node_default_left[node])
-            if f not in pos:
-                pos[f] = len(feat)
-                feat.append(f)
-                lo.append(-np.inf)
-                hi.append(np.inf)
-                nan_ok.append(True)
-                zsp.append(False)
-                zok.append(True)
-                kk.append(len(pos) - 1)
-            c = pos[f]
-            if went_left:
-                hi[c] = min(hi[c], t)
-            else:
-                lo[c] = max(lo[c], t)
-            nan_dir = (t >= 0.0) if mt == 0 else dl
-            nan_ok[c] = nan_ok[c] and (nan_dir == went_left)
-            zero_dir = dl if mt == 2 else (t >= 0.0)
-            zok[c] = zok[c] and (zero_dir == went_left)
-            zsp[c] = zsp[c] or mt == 2
+            q = int(players[f]) if players is not None else f
+            if q not in pos:
+                pos[q] = len(pos)
+                feat.append(q)
+                kk.append(pos[q])
             s_node.append(int(node))
             s_left.append(bool(went_left))
-            s_bit.append(1 << kk[c])
+            s_bit.append(1 << pos[q])
         cstart[li + 1] = len(feat)
         sstart[li + 1] = len(s_node)
     return {
         "start": cstart,
         "feat": np.asarray(feat, dtype=np.int64),
-        "lo": np.asarray(lo, dtype="float64"),
-        "hi": np.asarray(hi, dtype="float64"),
-        "nan_ok": np.asarray(nan_ok, dtype=np.bool_),
-        "zero_special": np.asarray(zsp, dtype=np.bool_),
-        "zero_ok": np.asarray(zok, dtype=np.bool_),
         "k": np.asarray(kk, dtype=np.int64),
         "sstart": sstart,
         "s_node": np.asarray(s_node, dtype=np.int64),
         "s_left": np.asarray(s_left, dtype=np.bool_),
         "s_bit": np.asarray(s_bit, dtype=np.int64),
     }
-
-
-@njit(cache=True, inline="always")
-def _sat(x: float, lo: float, hi: float, nan_ok: bool, zsp: bool, zok: bool) -> bool:
-    if np.isnan(x):
-        return nan_ok
-    if zsp and x == 0.0:
-        return zok
-    return lo < x <= hi
-
-
-@njit(cache=True)
-def _pattern(x, s0, s1, feat, lo, hi, nan_ok, zsp, zok, k):  # type: ignore[no-untyped-def]
-    p = 0
-    for c in range(s0, s1):
-        if _sat(x[feat[c]], lo[c], hi[c], nan_ok[c], zsp[c], zok[c]):
-            p |= 1 << k[c]
-    return p
 
 
 @njit(cache=True)
@@ -403,62 +363,6 @@ def _patterns_nodes(X, node_feat, node_thr, node_miss, node_dl, sstart, s_node, 
 
 
 @njit(cache=True, parallel=True)
-def _explain(
-    X,
-    cstart,
-    feat,
-    lo,
-    hi,
-    nan_ok,
-    zsp,
-    zok,
-    k,
-    depth,
-    offset,
-    tabled,
-    values,  # type: ignore[no-untyped-def]
-    hp_start,
-    hp_pat,
-    hp_cnt,
-    table,
-    fact,
-    n_features,
-):
-    # Blocks of applicants share each leaf's table while it is in cache (leaf loop outside the row
-    # loop): a per-row loop over all leaves thrashes the cache on large ensembles.
-    n = X.shape[0]
-    L = depth.shape[0]
-    out = np.zeros((n, n_features))
-    nb = (n + BLOCK - 1) // BLOCK
-    for bi in prange(nb):
-        i0 = bi * BLOCK
-        i1 = min(n, i0 + BLOCK)
-        for li in range(L):
-            s0 = cstart[li]
-            s1 = cstart[li + 1]
-            d = depth[li]
-            for i in range(i0, i1):
-                p = _pattern(X[i], s0, s1, feat, lo, hi, nan_ok, zsp, zok, k)
-                if tabled[li]:
-                    base = offset[li] + p * d
-                    for c in range(s0, s1):
-                        out[i, feat[c]] += table[base + k[c]]
-                else:
-                    _leaf_phi_into(
-                        out[i],
-                        p,
-                        hp_pat[hp_start[li] : hp_start[li + 1]],
-                        hp_cnt[hp_start[li] : hp_start[li + 1]],
-                        d,
-                        values[li],
-                        fact,
-                        feat,
-                        s0,
-                    )
-    return out
-
-
-@njit(cache=True, parallel=True)
 def _dense_hist(PR, w, dense, hoff, hist):  # type: ignore[no-untyped-def]
     """Weighted histogram of reference patterns per leaf (leaves with few distinct path features)."""
     m, L = PR.shape
@@ -470,17 +374,6 @@ def _dense_hist(PR, w, dense, hoff, hist):  # type: ignore[no-untyped-def]
             hist[base + PR[r, li]] += w[r]
 
 
-@njit(cache=True, parallel=True)
-def _patterns_all(X, cstart, feat, lo, hi, nan_ok, zsp, zok, k):  # type: ignore[no-untyped-def]
-    n = X.shape[0]
-    L = cstart.shape[0] - 1
-    out = np.zeros((n, L), dtype=np.int64)
-    for i in prange(n):
-        for li in range(L):
-            out[i, li] = _pattern(X[i], cstart[li], cstart[li + 1], feat, lo, hi, nan_ok, zsp, zok, k)
-    return out
-
-
 class InterventionalTreeShap:
     """Interventional TreeSHAP of a tree ensemble's raw margin against a fixed reference set.
 
@@ -489,6 +382,9 @@ class InterventionalTreeShap:
     ensemble : the flattened trees.
     reference : (m, p) float array, the reference (background) rows; NaN = missing.
     reference_weight : optional (m,) non-negative weights of the reference rows.
+    players : optional (p,) player index of each feature. Features sharing a player are one player
+        of the game (group Shapley values: the Owen value of the group quotient game); the output then
+        has one column per player.
 
     Attributes
     ----------
@@ -498,10 +394,17 @@ class InterventionalTreeShap:
     """
 
     def __init__(
-        self, ensemble: TreeEnsemble, reference: np.ndarray, *, reference_weight: np.ndarray | None = None
+        self,
+        ensemble: TreeEnsemble,
+        reference: np.ndarray,
+        *,
+        reference_weight: np.ndarray | None = None,
+        players: np.ndarray | None = None,
     ):
         self.ens = ensemble
-        self.cond = _conditions(ensemble)
+        self.players = None if players is None else np.asarray(players, dtype=np.int64)
+        self.n_players = ensemble.n_features if self.players is None else int(self.players.max()) + 1
+        self.cond = _conditions(ensemble, self.players)
         c = self.cond
         L = len(ensemble.leaf_value)
         depth = np.diff(c["start"]).astype(np.int64)
@@ -570,32 +473,30 @@ class InterventionalTreeShap:
     def _patterns(self, X: np.ndarray) -> np.ndarray:
         c = self.cond
         e = self.ens
-        if X.shape[0] and e.node_feat.size:
-            return _patterns_nodes(
-                X,
-                e.node_feat,
-                e.node_thr,
-                e.node_missing,
-                e.node_default_left,
-                c["sstart"],
-                c["s_node"],
-                c["s_left"],
-                c["s_bit"],
-                self.depth,
-            )
-        return _patterns_all(
-            X, c["start"], c["feat"], c["lo"], c["hi"], c["nan_ok"], c["zero_special"], c["zero_ok"], c["k"]
+        if X.shape[0] == 0 or e.node_feat.size == 0:
+            return np.zeros((X.shape[0], len(e.leaf_value)), dtype=np.int64)
+        return _patterns_nodes(
+            X,
+            e.node_feat,
+            e.node_thr,
+            e.node_missing,
+            e.node_default_left,
+            c["sstart"],
+            c["s_node"],
+            c["s_left"],
+            c["s_bit"],
+            self.depth,
         )
 
     def shap_values(self, X: np.ndarray) -> np.ndarray:
-        """(n, p) interventional SHAP values of the raw margin; rows sum to f(x) − expected_value."""
+        """(n, players) interventional SHAP values of the raw margin; rows sum to f(x) − expected_value."""
         X = self._prep(X)
         c = self.cond
         if X.shape[0] == 0:
-            return np.zeros((0, self.ens.n_features))
+            return np.zeros((0, self.n_players))
         e = self.ens
         if e.node_feat.size == 0:
-            return np.zeros((X.shape[0], e.n_features))
+            return np.zeros((X.shape[0], self.n_players))
         return _explain_nodes(
             X,
             e.node_feat,
@@ -618,7 +519,7 @@ class InterventionalTreeShap:
             self.hp_cnt,
             self.table,
             _FACT,
-            e.n_features,
+            self.n_players,
         )
 
 

@@ -72,6 +72,7 @@ def engine_from_context(
         blocked_features=blocked_features if blocked_features is not None else blocked_from_results(ctx),
         id_column=spec.id_column,
         seed=spec.seed,
+        grouping=spec.reasons.grouping,
     )
 
 

@@ -10,9 +10,12 @@ For each applicant the engine
    favorable applicants whose score is within the first decile of distance from the threshold, or
    ``all`` (method 2) = every development applicant. Interventional TreeSHAP for trees, exact for
    linear models (:mod:`service.reasons.explainers`); attributions sum to ``f(x) − mean_R f``;
-3. groups before ranking: a reason group's contribution is the **sum** of its features'
-   attributions (catalogue ``groups``); protected attributes (catalogue ``excluded``) and features the
-   proxy audit flagged (``blocked_features``) contribute to no group;
+3. groups before ranking: with ``reasons.grouping: sum`` (default) a reason group's contribution is
+   the **sum** of its features' attributions (catalogue ``groups``); with ``partition`` each group is
+   one player of the game and gets its exact group Shapley value (the Owen value of the quotient
+   game: exact for trees and linear models; a sum of per-feature estimates on the permutation path).
+   Protected attributes (catalogue ``excluded``) and features the proxy audit flagged
+   (``blocked_features``) contribute to no group (in ``partition`` they are players of their own);
 4. keeps groups with a positive (adverse) contribution, ranks them (ties broken by catalogue order),
    and returns at most ``max_reasons``: the knockout reasons first, then the model's.
 
@@ -119,6 +122,7 @@ class ReasonEngine:
         blocked_features: list[str] | None = None,
         id_column: str | None = None,
         seed: int = 0,
+        grouping: str = "sum",
     ) -> None:
         if model_family(model) == "none":
             raise InputError(
@@ -139,11 +143,27 @@ class ReasonEngine:
         M = catalogue.matrix(self.features)
         for f in self.blocked:
             M[self.features.index(f), :] = 0.0
-        self.membership = M
         self.codes = [g.code for g in catalogue.groups]
         self.statements = [g.statement for g in catalogue.groups]
+        self.grouping = grouping
+        players = None
+        if grouping == "partition":
+            # each group is one player; excluded and blocked features are players of their own
+            ng = len(self.codes)
+            players = np.empty(len(self.features), dtype=np.int64)
+            nxt = ng
+            for j in range(len(self.features)):
+                hit = np.nonzero(M[j])[0]
+                if hit.size:
+                    players[j] = hit[0]
+                else:
+                    players[j] = nxt
+                    nxt += 1
+            M = np.zeros((nxt, ng))
+            M[np.arange(ng), np.arange(ng)] = 1.0
+        self.membership = M
         self.attributor: Attributor = make_attributor(
-            model, reference.rows, reference_weight=reference.weight, seed=seed
+            model, reference.rows, reference_weight=reference.weight, seed=seed, players=players
         )
         self.model_sha256 = str(getattr(model, "sha256", ""))
         self.known_columns: list[str] = []

@@ -185,17 +185,28 @@ def make_attributor(
     *,
     reference_weight: np.ndarray | None = None,
     seed: int = 0,
+    players: np.ndarray | None = None,
 ) -> Attributor:
-    """Build the attributor of ``model``'s raw margin against ``reference`` (rows of the model's features)."""
+    """Build the attributor of ``model``'s raw margin against ``reference`` (rows of the model's features).
+
+    With ``players`` ((p,) player index per feature) the attributions are per player: exact group
+    Shapley values for trees (groups as players of the game) and linear models (where they equal
+    the sums of the members' values); sums of per-feature estimates for the permutation path.
+    """
     feats = list(model.features)
     R = reference[feats]
     family = model_family(model)
+    P = None
+    if players is not None:
+        players = np.asarray(players, dtype=np.int64)
+        P = np.zeros((len(feats), int(players.max()) + 1))
+        P[np.arange(len(feats)), players] = 1.0
     if family == "tree":
         ens = InterventionalTreeShap(
-            _tree_ensemble(model), _float_matrix(R), reference_weight=reference_weight
+            _tree_ensemble(model), _float_matrix(R), reference_weight=reference_weight, players=players
         )
         return Attributor(
-            "interventional TreeSHAP",
+            "interventional TreeSHAP" + (" (groups as players)" if players is not None else ""),
             feats,
             ens.expected_value,
             ens.reference_size,
@@ -210,6 +221,8 @@ def make_attributor(
         mean_t = np.average(TR, axis=0, weights=w)
         owner_m = np.zeros((lin.coef.size, len(feats)))
         owner_m[np.arange(lin.coef.size), lin.owner] = 1.0
+        if P is not None:
+            owner_m = owner_m @ P
         beta = lin.coef * sign
 
         def _lin(X: pd.DataFrame) -> np.ndarray:
@@ -219,7 +232,12 @@ def make_attributor(
         return Attributor("exact linear", feats, expected, int(R.shape[0]), _lin)
     if family == "none":
         raise ValueError("a precomputed score column cannot be explained")
-    return _permutation(model, R, reference_weight, seed)
+    att = _permutation(model, R, reference_weight, seed)
+    if P is not None:
+        inner = att._fn
+        att._fn = lambda X: np.asarray(inner(X)) @ P
+        att.method += " (group sums)"
+    return att
 
 
 def _permutation(model: Any, R: pd.DataFrame, reference_weight: np.ndarray | None, seed: int) -> Attributor:

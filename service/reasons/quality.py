@@ -221,6 +221,7 @@ def reason_quality(ctx: AuditContext) -> tuple[dict[str, Any], list[Finding]]:
             max_reasons=eng.max_reasons,
             blocked_features=eng.blocked,
             seed=spec.seed,
+            grouping=eng.grouping,
         )
         stab_runs.append(_compare(base_top, top_codes(e2, e2.group_contributions(sample))))
     stab = {
@@ -242,7 +243,11 @@ def reason_quality(ctx: AuditContext) -> tuple[dict[str, Any], list[Finding]]:
     disp = disparity(ctx, d_rows, primary, codes_all)
     quality: dict[str, Any] = {
         "method": eng.method,
-        "grouping": "sum of member features' attributions (spec reasons.grouping: sum)",
+        "grouping": (
+            "sum of member features' attributions (reasons.grouping: sum)"
+            if eng.grouping == "sum"
+            else "each group one player: group Shapley values (reasons.grouping: partition)"
+        ),
         "reference": eng.reference.method,
         "reference_version": eng.reference.version,
         "reference_size": eng.reference.size,

@@ -9,6 +9,7 @@ reference set.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -413,3 +414,52 @@ def test_model_loaded_twice_gives_the_same_reasons(german_ctx, german_engine):
     a = german_engine.explain(german_ctx.dev.frame.iloc[:100]).records
     b = eng.explain(german_ctx.dev.frame.iloc[:100]).records
     assert a == b
+
+
+def test_partition_grouping_gives_exact_group_shapley_values(taiwan_ctx):
+    """``reasons.grouping: partition``: each catalogue group is one player. Checked against brute-force
+    enumeration of the 2^6 coalitions of (5 groups + the excluded AGE) with the model's own predictions."""
+    from itertools import combinations
+    from math import factorial
+
+    base = engine_from_context(taiwan_ctx, blocked_features=[])
+    ref = dataclasses.replace(base.reference, rows=base.reference.rows.iloc[:20].reset_index(drop=True))
+    eng = ReasonEngine(taiwan_ctx.model, base.catalogue, ref, threshold=0.35, grouping="partition")
+    summed = ReasonEngine(taiwan_ctx.model, base.catalogue, ref, threshold=0.35, grouping="sum")
+    feats = taiwan_ctx.features
+    players = [list(g.features) for g in base.catalogue.groups] + [["AGE"]]
+    X = taiwan_ctx.dev.frame[feats].iloc[[3, 10, 57]].reset_index(drop=True)
+    got = eng.group_contributions(X)
+    R = ref.rows
+    n_pl = len(players)
+    for i in range(len(X)):
+        v = {}
+        for size in range(n_pl + 1):
+            for S in combinations(range(n_pl), size):
+                hyb = R.copy()
+                for q in S:
+                    for f in players[q]:
+                        hyb[f] = X.loc[i, f]
+                v[S] = float(np.mean(taiwan_ctx.model.predict_margin(hyb)))
+        phi = np.zeros(n_pl)
+        for q in range(n_pl):
+            for S, val in v.items():
+                if q not in S:
+                    w = factorial(len(S)) * factorial(n_pl - len(S) - 1) / factorial(n_pl)
+                    phi[q] += w * (v[tuple(sorted((*S, q)))] - val)
+        np.testing.assert_allclose(got[i], phi[:5], atol=1e-9)
+        assert phi.sum() == pytest.approx(v[tuple(range(n_pl))] - v[()], abs=1e-9)
+    assert not np.allclose(got, summed.group_contributions(X), atol=1e-6)  # interactions are real here
+    assert "groups as players" in eng.method
+
+
+def test_partition_equals_sum_for_a_linear_model(german_ctx, german_engine):
+    part = ReasonEngine(
+        german_ctx.model,
+        german_engine.catalogue,
+        german_engine.reference,
+        threshold=0.5,
+        grouping="partition",
+    )
+    X = german_ctx.dev.frame.iloc[:200]
+    np.testing.assert_allclose(part.group_contributions(X), german_engine.group_contributions(X), atol=1e-12)
