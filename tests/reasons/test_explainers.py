@@ -137,3 +137,19 @@ def test_model_agnostic_path_is_exact_for_an_additive_model():
             rep[f] = R[f].to_numpy()
             assert phi[i, j] == pytest.approx(np.mean(fx - model.predict_margin(rep)), abs=1e-6)
         assert phi[i].sum() == pytest.approx(fx - model.predict_margin(R).mean(), abs=1e-6)
+
+
+def test_xgboost_path_dependent_matches_shap():
+    import xgboost as xgb
+
+    from service.reasons.explainers import path_dependent_tree
+
+    df, y = _data(seed=4)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "seed": 1},
+        xgb.DMatrix(df.to_numpy(), label=y, feature_names=FEATS, missing=np.nan),
+        25,
+    )
+    phi, base = path_dependent_tree(XGBoostModel(booster, FEATS, "sha", "mem"), df.iloc[:200])
+    sv = np.asarray(_shap().TreeExplainer(booster).shap_values(df.iloc[:200].to_numpy()))
+    np.testing.assert_allclose(phi, sv, atol=1e-5)
