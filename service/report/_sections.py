@@ -888,3 +888,282 @@ def drift(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         },
     )
     return out
+
+
+# ---------------------------------------------------------------- explanations (conceptual soundness)
+
+
+def _matrix(
+    rows_keys: list[str],
+    cols: dict[str, dict[str, Any]],
+    *,
+    title: str,
+    key_label: str,
+    note: str = "",
+    fmt: Any = num,
+) -> Block:
+    """A features × groups (or codes × groups) table from ``{column: {row: value}}``."""
+    names = list(cols)
+    width = f"{max(8, 70 // max(len(names), 1))}%"
+    return table(
+        [key_label] + [str(c) for c in names],
+        [[r] + [fmt(cols[c].get(r)) for c in names] for r in rows_keys],
+        title=title,
+        note=note,
+        widths=["30%"] + [width] * len(names),
+        cls="small",
+    )
+
+
+def explanations(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
+    out: list[Block] = []
+    out.append(
+        kv(
+            [
+                ("Method", str(sec.get("method", DASH))),
+                ("Scale", f"{sec.get('scale', DASH)}: {sec.get('scale_note', '')}"),
+                (
+                    "Rows explained / population",
+                    f"{count(sec.get('sample_size'))} / {count(sec.get('population_size'))}",
+                ),
+                ("Base value", num(sec.get("base_value"))),
+            ],
+            title="Method",
+        )
+    )
+    feats = sec.get("features")
+    if isinstance(feats, dict) and feats:
+        order = sorted(feats, key=lambda f: (feats[f] or {}).get("rank") or 10**9)
+        out.append(
+            table(
+                ["Rank", "Feature", "Mean |SHAP|", "95% CI", "Mean SHAP"],
+                [
+                    [
+                        count((feats[f] or {}).get("rank")),
+                        f,
+                        num((feats[f] or {}).get("mean_abs_shap")),
+                        ci((feats[f] or {}).get("mean_abs_shap_ci")),
+                        num((feats[f] or {}).get("mean_shap")),
+                    ]
+                    for f in order
+                ],
+                title="Global importance",
+                widths=["8%", "40%", "17%", "20%", "15%"],
+                cls="small",
+            )
+        )
+    mono = sec.get("monotone")
+    if isinstance(mono, dict) and mono:
+        rows = [
+            [
+                f,
+                str(v.get("declared", DASH)).replace("_", " "),
+                num(v.get("spearman_rho")),
+                count(v.get("n")),
+                light(str(v.get("status", DASH)), "red" if v.get("contradicts") else "green"),
+            ]
+            for f, v in mono.items()
+            if isinstance(v, dict)
+        ]
+        out.append(
+            table(
+                ["Feature", "Declared", "Spearman ρ (feature, SHAP)", "n", "Result"],
+                rows,
+                title="Monotonicity: declared direction against the model's attributions",
+                note=f"A direction is contradicted when ρ has the wrong sign and |ρ| ≥ monotone_rho_min "
+                f"= {num(sec.get('monotone_rho_min'))}.",
+                widths=["24%", "16%", "18%", "10%", "32%"],
+            )
+        )
+    feature_order = (
+        sorted(feats, key=lambda f: (feats[f] or {}).get("rank") or 10**9) if isinstance(feats, dict) else []
+    )
+    for aname, att in (sec.get("attributes") or {}).items():
+        if not isinstance(att, dict):
+            continue
+        groups = {str(g): v for g, v in (att.get("groups") or {}).items() if isinstance(v, dict)}
+        cols = {f"{g} (n {count(v.get('n'))})": (v.get("mean_shap") or {}) for g, v in groups.items()}
+        rows_keys = feature_order or sorted({k for c in cols.values() for k in c})
+        if cols:
+            out.append(
+                _matrix(
+                    rows_keys,
+                    cols,
+                    key_label="Feature",
+                    title=f"Mean SHAP by group: {aname} (reference {att.get('reference', DASH)})",
+                    note="Positive values push toward the adverse decision.",
+                )
+            )
+        diffs = [d for d in att.get("top_differences") or [] if isinstance(d, dict)]
+        if diffs:
+            out.append(
+                table(
+                    ["Group", "Feature", "Group mean", "Reference mean", "Difference"],
+                    [
+                        [
+                            str(d.get("group")),
+                            str(d.get("feature")),
+                            num(d.get("group_mean")),
+                            num(d.get("reference_mean")),
+                            num(d.get("difference")),
+                        ]
+                        for d in diffs
+                    ],
+                    title=f"Largest attribution differences vs the reference: {aname}",
+                    cls="small",
+                )
+            )
+    out += _rest(
+        sec,
+        {
+            "method",
+            "scale",
+            "scale_note",
+            "sample_size",
+            "population_size",
+            "base_value",
+            "features",
+            "attributes",
+            "monotone",
+            "monotone_rho_min",
+        },
+    )
+    return out
+
+
+# ---------------------------------------------------------------- adverse-action reasons
+
+
+def reasons(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
+    out: list[Block] = []
+    thr = sec.get("thresholds") or {}
+    src = thr.get("source", "default")
+    fid, stab, base = (
+        sec.get("fidelity") or {},
+        sec.get("stability") or {},
+        sec.get("baseline_sensitivity") or {},
+    )
+
+    def gate(value: Any, minimum: Any) -> Any:
+        if not is_num(value) or not is_num(minimum):
+            return num(value)
+        return light(num(value), "green" if value >= minimum else "red")
+
+    out.append(
+        kv(
+            [
+                ("Method", str(sec.get("method", DASH))),
+                ("Grouping", str(sec.get("grouping", DASH))),
+                (
+                    "Reference applicants",
+                    f"{sec.get('reference', DASH)}, {count(sec.get('reference_size'))} rows: "
+                    f"{sec.get('reference_description', '')}",
+                ),
+                (
+                    "Declined / explained / without a reason",
+                    f"{count(sec.get('declined'))} / {count(sec.get('explained'))} / "
+                    f"{count(sec.get('no_reason_count'))}",
+                ),
+                (
+                    "Features never given as a reason",
+                    ", ".join(map(str, sec.get("blocked_features") or [])) or "none",
+                ),
+                (
+                    "Fidelity: top reason moves toward approval",
+                    gate(fid.get("top1_toward_approval_rate"), thr.get("fidelity_min")),
+                ),
+                (
+                    "Stability: mean Jaccard of reason sets under resampling",
+                    gate(stab.get("mean_jaccard"), thr.get("stability_min")),
+                ),
+                (
+                    "Baseline sensitivity: mean Jaccard vs the other reference",
+                    gate(base.get("mean_jaccard"), thr.get("baseline_jaccard_min")),
+                ),
+                (
+                    "Thresholds",
+                    ", ".join(f"{k} {num(v)}" for k, v in thr.items() if k != "source") + f" ({src})",
+                ),
+            ],
+            title="Method and quality gates",
+        )
+    )
+    excl = sec.get("excluded_features")
+    if isinstance(excl, dict) and excl:
+        out.append(
+            table(
+                ["Feature", "Why excluded"],
+                [[k, str(v)] for k, v in excl.items()],
+                title="Excluded features",
+                widths=["30%", "70%"],
+            )
+        )
+    cov = sec.get("coverage")
+    share = sec.get("primary_reason_share_by_group")
+    codes = list(cov) if isinstance(cov, dict) else []
+    if isinstance(share, dict) and share:
+        codes += [c for v in share.values() if isinstance(v, dict) for c in v if c not in codes]
+        cols = {"all declined": cov if isinstance(cov, dict) else {}}
+        cols.update({str(g): v for g, v in share.items() if isinstance(v, dict)})
+        out.append(
+            _matrix(
+                codes,
+                cols,
+                key_label="Reason code",
+                fmt=pct,
+                title="Primary reason share: all declined applicants and by group",
+            )
+        )
+    disp = sec.get("disparity")
+    if isinstance(disp, dict):
+        flags = [
+            dict(f, attribute=a)
+            for a, v in disp.items()
+            if isinstance(v, dict)
+            for f in v.get("flags") or []
+            if isinstance(f, dict)
+        ]
+        if flags:
+            out.append(
+                table(
+                    ["Attribute", "Group", "Reason code", "Share", "Reference share", "Ratio"],
+                    [
+                        [
+                            f["attribute"],
+                            str(f.get("group")),
+                            str(f.get("code")),
+                            pct(f.get("share")),
+                            pct(f.get("reference_share")),
+                            light(num(f.get("ratio"), 2), "amber"),
+                        ]
+                        for f in flags
+                    ],
+                    title="Reason-share disparities flagged",
+                    note=f"A code is flagged when a group's share is at least disparity_min_share = "
+                    f"{num(thr.get('disparity_min_share'))} and disparity_ratio = "
+                    f"{num(thr.get('disparity_ratio'))} times the reference group's ({src}).",
+                )
+            )
+        else:
+            out.append(para("No reason code is disproportionately frequent for any protected group.", "note"))
+    out += _rest(
+        sec,
+        {
+            "method",
+            "grouping",
+            "reference",
+            "reference_size",
+            "reference_description",
+            "declined",
+            "explained",
+            "no_reason_count",
+            "blocked_features",
+            "excluded_features",
+            "coverage",
+            "primary_reason_share_by_group",
+            "disparity",
+            "thresholds",
+            "quality_sample",
+        },
+    )
+    return out

@@ -452,7 +452,7 @@ def _conceptual(result: AuditResult) -> Chapter:
     )
     sec = _sec(result, "explanations")
     mono = _spec(result).get("monotone") or {}
-    if mono:
+    if mono and not (sec or {}).get("monotone"):
         ch.blocks.append(
             table(
                 ["Feature", "Declared direction"],
@@ -471,7 +471,7 @@ def _conceptual(result: AuditResult) -> Chapter:
         ),
         "Global feature importance (top 25), from the explanations section.",
     )
-    ch.blocks += generic(sec)
+    ch.blocks += secs.explanations(result, sec)
     return ch
 
 
@@ -803,7 +803,7 @@ def _reasons(result: AuditResult) -> Chapter:
             ),
             "Share of adverse decisions whose first reason is each code, by group.",
         )
-    ch.blocks += generic(sec)
+    ch.blocks += secs.reasons(result, sec) if isinstance(sec, dict) else generic(sec)
     return ch
 
 

@@ -617,3 +617,39 @@ def test_render_uses_no_model_or_data_files(tmp_path, monkeypatch):
     result = _temporal_drift_result()
     pdf, payload = _render(result, tmp_path)
     assert pypdf.PdfReader(io.BytesIO(pdf)).attachments["audit.json"][0] == payload
+
+
+def test_explanations_and_reasons_chapters_print_the_json(german):
+    text = german["text"]
+    body = _chapter(text, "5. Conceptual soundness", "6. Outcomes analysis")
+    exp = german["result"].sections.get("explanations")
+    if exp is None:
+        assert "Not run" in body
+    else:
+        for f, v in exp["features"].items():
+            lo, hi = v["mean_abs_shap_ci"]
+            assert f"{f} {v['mean_abs_shap']:.3f} [{lo:.3f}, {hi:.3f}]" in body
+        for v in (exp.get("monotone") or {}).values():
+            assert f"{v['spearman_rho']:.3f}" in body and v["status"] in body
+    body = _chapter(text, "9. Adverse-action reason quality", "10. Ongoing monitoring plan")
+    rs = german["result"].sections.get("reasons")
+    if rs is None:
+        assert "Not run" in body
+    else:
+        for code, share in rs["coverage"].items():
+            assert f"{code} {100 * share:.1f}%" in body
+        for att in rs["disparity"].values():
+            for flag in att["flags"]:
+                assert f"{flag['code']} {100 * flag['share']:.1f}%" in body
+
+
+def test_pdfa_associated_file_and_output_intent(german):
+    """PDF/A-3 structure veraPDF would look at: the attachment is an associated file of the document
+    (catalog /AF, /AFRelationship /Source) and an sRGB output intent is present."""
+    reader = pypdf.PdfReader(io.BytesIO(german["pdf"]))
+    root = reader.trailer["/Root"]
+    af = [o.get_object() for o in root["/AF"]]
+    assert {f["/UF"] for f in af} == {"audit.json"}
+    assert all(f["/AFRelationship"] == "/Source" for f in af)
+    assert [o.get_object()["/S"] for o in root["/OutputIntents"]] == ["/GTS_PDFA1"]
+    assert root["/Lang"] == "en"
