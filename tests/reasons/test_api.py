@@ -72,3 +72,14 @@ def test_reasons_bad_inputs_are_problems(api, german_uploaded):  # noqa: F811
         headers=api.a.h("viewer"),
     )
     assert r.status_code == 403
+
+
+def test_reasons_errors_name_upload_ids_not_server_paths(api, german_uploaded):  # noqa: F811
+    ds, mdl = german_uploaded
+    spec = german_spec_body(ds, mdl)
+    spec["target"] = "no_such_target"
+    r = api.client.post(
+        "/v1/reasons", json={"spec": spec, "applicants": _apps(2)}, headers=api.a.h("auditor")
+    )
+    body = assert_problem(r, 422, "no_such_target", ds)
+    assert str(api.data_dir) not in body["detail"]

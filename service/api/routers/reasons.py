@@ -84,7 +84,26 @@ def create_reasons(
     parse_spec(body.spec, source="request body")  # shape first: unknown keys, types
     resolved = resolve_spec(session, request.app.state.store, principal.org_id, body.spec)
     spec = parse_spec(resolved, source="request body")
-    engine = build_engine(spec, allow_pickle=False, proxy_screen=body.proxy_screen)
+    try:
+        engine = build_engine(spec, allow_pickle=False, proxy_screen=body.proxy_screen)
+    except InputError as exc:  # name uploads by their ids, never by server paths
+        paths = {
+            str(resolved[k]): str(body.spec[k])
+            for k in ("dataset", "oot_dataset", "model")
+            if body.spec.get(k)
+        }
+        root = str(request.app.state.store.root)
+
+        def scrub(text: str | None) -> str | None:
+            if text is None:
+                return None
+            for path, ref in paths.items():
+                text = text.replace(path, ref)
+            return text.replace(root, "<artifacts>")
+
+        raise InputError(
+            scrub(exc.message) or "", file=scrub(exc.file), field=exc.field, expected=exc.expected
+        ) from None
     frame = pd.DataFrame.from_records(body.applicants)
     records = explain(engine, spec, frame, source="request body: applicants")
     audit(
