@@ -463,3 +463,13 @@ def test_partition_equals_sum_for_a_linear_model(german_ctx, german_engine):
     )
     X = german_ctx.dev.frame.iloc[:200]
     np.testing.assert_allclose(part.group_contributions(X), german_engine.group_contributions(X), atol=1e-12)
+
+
+def test_reasons_do_not_depend_on_row_order(german_ctx, german_engine):
+    frame = german_ctx.dev.frame.iloc[:300]
+    perm = np.random.default_rng(4).permutation(len(frame))
+    a = german_engine.explain(frame).records
+    b = german_engine.explain(frame.iloc[perm]).records
+    for pos, i in enumerate(perm):
+        assert b[pos]["reasons"] == a[i]["reasons"] and b[pos]["decision"] == a[i]["decision"]
+        assert b[pos]["row"] == pos
