@@ -667,6 +667,64 @@ AIR_WIDTHS = ["24%", "8%", "10%", "9%", "15%", "9%", "9%", "8%", "8%"]
 ERR_COLS = ["Group", "TPR", "FPR", "FNR", "Precision", "AUC"]
 
 
+def _fairness_split(
+    result: AuditResult, sec: dict[str, Any], suffix: str, legend: str
+) -> tuple[list[Block], list[dict[str, Any]]]:
+    """AIR and error-rate tables for every attribute and the intersections of one split."""
+    air_min, sig, min_n = (
+        _thr(result, "air_min"),
+        _thr(result, "significance"),
+        _thr(result, "min_group_size"),
+    )
+    out: list[Block] = []
+    pts_all: list[dict[str, Any]] = []
+    units: list[tuple[str, dict[str, Any]]] = [
+        (str(a), att) for a, att in (sec.get("attributes") or {}).items() if isinstance(att, dict)
+    ]
+    inter = sec.get("intersections")
+    if isinstance(inter, dict) and inter:
+        units.append(("intersections", inter))
+    for aname, att in units:
+        ref = att.get("reference")
+        is_inter = aname == "intersections"
+        out.append(heading(("Intersections" if is_inter else f"Attribute: {aname}") + suffix))
+        extra = [
+            (human(k), cell(v, k)) for k, v in att.items() if k not in ("groups", "reference") and _scalar(v)
+        ]
+        summary = att.get("summary")
+        if isinstance(summary, dict):
+            extra += [(human(k), cell(v, k)) for k, v in summary.items() if _scalar(v)]
+        out.append(kv([("Reference group", str(ref))] + extra))
+        groups: dict[str, Any] = (
+            att["groups"]
+            if isinstance(att.get("groups"), dict)
+            else {k: v for k, v in att.items() if isinstance(v, dict)}
+        )
+        air_rows, err_rows, pts = _group_rows(groups, reference=ref, air_min=air_min, sig=sig, min_n=min_n)
+        label = "intersectional groups" if is_inter else aname
+        out.append(
+            table(
+                AIR_COLS,
+                air_rows,
+                title=f"Adverse impact ratio: {label}{suffix}",
+                note=legend,
+                widths=AIR_WIDTHS,
+                cls="small",
+            )
+        )
+        out.append(
+            table(
+                ERR_COLS,
+                err_rows,
+                title=f"Error-rate parity and accuracy by group: {label}{suffix}",
+                note="Rates among observed outcomes; adverse event = positive class.",
+                cls="small",
+            )
+        )
+        pts_all += pts if is_inter else [dict(p, label=f"{aname}: {p['label']}") for p in pts]
+    return out, pts_all
+
+
 def _fairness(result: AuditResult) -> Chapter:
     ch = Chapter("fair-lending", "Fair-lending assessment")
     ch.blocks.append(para(reg.LEGAL_FRAMING, "callout"))
@@ -674,11 +732,7 @@ def _fairness(result: AuditResult) -> Chapter:
     if sec is None:
         ch.blocks.append(not_run(result, "fairness", "Fairness"))
     else:
-        air_min, sig, min_n = (
-            _thr(result, "air_min"),
-            _thr(result, "significance"),
-            _thr(result, "min_group_size"),
-        )
+        air_min = _thr(result, "air_min")
         legend = (
             f"AIR red when below air_min = {_thr_label(result, 'air_min')} and significant at "
             f"{_thr_label(result, 'significance')} (q-value where given, else p-value); amber when below "
@@ -686,68 +740,22 @@ def _fairness(result: AuditResult) -> Chapter:
             f"{_thr_label(result, 'min_group_size')}. SMD of the risk score, group minus reference "
             f"(smd_max = {_thr_label(result, 'smd_max')})."
         )
-        pts_all: list[dict[str, Any]] = []
-        for aname, att in (sec.get("attributes") or {}).items():
-            if not isinstance(att, dict):
-                continue
-            ref = att.get("reference")
-            ch.blocks.append(heading(f"Attribute: {aname}"))
-            extra = [
-                (human(k), cell(v, k))
-                for k, v in att.items()
-                if k not in ("groups", "reference") and _scalar(v)
-            ]
-            if extra:
-                ch.blocks.append(kv([("Reference group", str(ref))] + extra))
-            air_rows, err_rows, pts = _group_rows(
-                att.get("groups") or {}, reference=ref, air_min=air_min, sig=sig, min_n=min_n
-            )
-            ch.blocks.append(
-                table(
-                    AIR_COLS,
-                    air_rows,
-                    title=f"Adverse impact ratio: {aname}",
-                    note=legend,
-                    widths=AIR_WIDTHS,
-                    cls="small",
-                )
-            )
-            ch.blocks.append(
-                table(
-                    ERR_COLS,
-                    err_rows,
-                    title=f"Error-rate parity and accuracy by group: {aname}",
-                    note="Rates among observed outcomes; adverse event = positive class.",
-                    cls="small",
-                )
-            )
-            pts_all += [dict(p, label=f"{aname}: {p['label']}") for p in pts]
-        inter = sec.get("intersections")
-        if isinstance(inter, dict) and inter:
-            ch.blocks.append(heading("Intersections"))
-            groups: dict[str, Any] = inter["groups"] if isinstance(inter.get("groups"), dict) else inter
-            air_rows, err_rows, pts = _group_rows(
-                groups, reference=inter.get("reference"), air_min=air_min, sig=sig, min_n=min_n
-            )
-            ch.blocks.append(
-                table(
-                    AIR_COLS,
-                    air_rows,
-                    title="Adverse impact ratio: intersectional groups",
-                    note=legend,
-                    widths=AIR_WIDTHS,
-                    cls="small",
-                )
-            )
-            ch.blocks.append(
-                table(ERR_COLS, err_rows, title="Error rates: intersectional groups", cls="small")
-            )
-            pts_all += pts
+        blocks, pts_all = _fairness_split(result, sec, "", legend)
+        ch.blocks += blocks
+        for split, body in (sec.get("splits") or {}).items():
+            if isinstance(body, dict) and body:
+                ch.blocks.append(heading(f"Split: {split} ({count(body.get('n'))} rows)"))
+                more, _ = _fairness_split(result, body, f" ({split})", legend)
+                ch.blocks += more
         ch.blocks[1:1] = chart(
             charts.air_chart(pts_all, air_min=air_min),
             "AIR by group with 95% confidence intervals; dashed line at air_min.",
         )
-        rest = {k: v for k, v in sec.items() if k not in ("attributes", "intersections")}
+        rest = {
+            k: v
+            for k, v in sec.items()
+            if k not in ("attributes", "intersections", "splits", "thresholds") and v not in (None, {}, [])
+        }
         if rest:
             ch.blocks.append(heading("Method and further results"))
             ch.blocks += generic(rest)

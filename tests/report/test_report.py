@@ -653,3 +653,31 @@ def test_pdfa_associated_file_and_output_intent(german):
     assert all(f["/AFRelationship"] == "/Source" for f in af)
     assert [o.get_object()["/S"] for o in root["/OutputIntents"]] == ["/GTS_PDFA1"]
     assert root["/Lang"] == "en"
+
+
+def test_fairness_splits_rendered_as_air_tables(tmp_path):
+    """Per-split fairness (e.g. out-of-time) gets the same AIR table as the development split."""
+
+    def groups(air):
+        return {
+            "m": {"n": 400, "favorable_rate": 0.8, "air": 1.0},
+            "f": {"n": 300, "favorable_rate": 0.8 * air, "air": air, "air_ci": [air - 0.1, air + 0.1]},
+        }
+
+    fair = {
+        "attributes": {
+            "sex": {
+                "reference": "m",
+                "groups": groups(0.9123),
+                "summary": {"min_air": 0.9123, "demographic_parity_difference": 0.0701},
+            }
+        },
+        "splits": {"oot": {"n": 700, "attributes": {"sex": {"reference": "m", "groups": groups(0.7345)}}}},
+    }
+    result = AuditResult(meta=_meta(), sections={"fairness": fair})
+    html = render_html_for(result, result_json(result))
+    assert "Adverse impact ratio: sex (oot)" in html
+    assert _light_of(html, "0.735") == "red"  # below air_min 0.8; no significance threshold set, so no amber band
+    assert _light_of(html, "0.912") == "green"
+    assert "Demographic parity difference" in html and "0.070" in html
+    assert "splits ›" not in html  # not dumped generically
