@@ -10,7 +10,7 @@ server cannot hide behind a slow client): ``--rate`` requests/s for ``--seconds`
 
 Prints p50/p90/p99/max, errors, and p99 as a ratio of the anchor's. The issue's target for
 ``POST /v1/reasons`` (p99 < 50 ms at 200 requests/s for 60 s, no errors) is checked with
-``--path /v1/reasons --body FILE --seconds 60`` once that route exists; ``{model_id}`` and
+``--only --path /v1/reasons --body FILE --seconds 60``; ``{model_id}`` and
 ``{dataset_id}`` in FILE are replaced by the ids of the uploaded German-credit model and data.
 
     .venv/bin/python bench/api_latency.py [--rate 200] [--seconds 20]
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--path", help="an extra route to measure (POST when --body is given)")
     ap.add_argument("--body", type=Path, help="JSON body for --path")
+    ap.add_argument("--only", action="store_true", help="measure only the anchor and --path")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="assay-bench-") as tmp:
@@ -168,9 +169,12 @@ def main() -> None:
                 )
                 body = json.loads(raw) if raw else None
                 cases.append((f"assay {args.path}", "POST" if body else "GET", url + args.path, body, h))
-            # last: at a sustained rate this queues thousands of real audits, which the worker then
-            # runs, taking CPU from anything measured afterwards
-            cases.append(("assay POST /v1/audits (202)", "POST", f"{url}/v1/audits", spec, h))
+            if args.only:
+                cases = [c for c in cases if c[0].startswith("anchor") or c[2] == url + args.path]
+            else:
+                # last: at a sustained rate this queues thousands of real audits, which the worker then
+                # runs, taking CPU from anything measured afterwards
+                cases.append(("assay POST /v1/audits (202)", "POST", f"{url}/v1/audits", spec, h))
             print(f"{args.rate:.0f} requests/s for {args.seconds:.0f} s each, loopback, 2 cores shared:")
             results = {}
 
