@@ -67,6 +67,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_now_mb() -> float:
+    """Current (not peak) resident set size, Linux."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def phase_profile(out: str, n_ref: int) -> None:
     from service.monitoring.profile import build_profile
 
@@ -92,8 +97,19 @@ def phase_window(profile_path: str, n: int) -> None:
     block = acc.drift(PolicySpec())
     dt_ = time.perf_counter() - t
     s = block.summary
-    print(json.dumps({"window_s": dt_, "rss_mb": _rss_mb(), "rss_data_mb": rss_data, "n_red": s.n_red,
-                      "n_amber": s.n_amber, "max_psi": s.max_psi, "max_psi_feature": s.max_psi_feature}))
+    print(
+        json.dumps(
+            {
+                "window_s": dt_,
+                "rss_mb": _rss_mb(),
+                "rss_data_mb": rss_data,
+                "n_red": s.n_red,
+                "n_amber": s.n_amber,
+                "max_psi": s.max_psi,
+                "max_psi_feature": s.max_psi_feature,
+            }
+        )
+    )
 
 
 def phase_stream(profile_path: str, parquet: str, chunk: int) -> None:
@@ -109,11 +125,23 @@ def phase_stream(profile_path: str, parquet: str, chunk: int) -> None:
     rss_after = []
     for frame in chunks:
         acc.update(frame)
-        rss_after.append(_rss_mb())
+        del frame
+        rss_after.append(_rss_now_mb())
     block = acc.drift(PolicySpec())
     dt_ = time.perf_counter() - t
-    print(json.dumps({"stream_s": dt_, "rows": rows, "rss_mb": _rss_mb(), "rss_first_chunk_mb": rss_after[0],
-                      "rss_last_chunk_mb": rss_after[-1], "max_psi": block.summary.max_psi}))
+    print(
+        json.dumps(
+            {
+                "stream_s": dt_,
+                "rows": rows,
+                "rss_mb": _rss_mb(),
+                "rss_first_chunk_mb": rss_after[0],
+                "rss_last_chunk_mb": rss_after[-1],
+                "rss_max_after_chunk_mb": max(rss_after),
+                "max_psi": block.summary.max_psi,
+            }
+        )
+    )
 
 
 def phase_evidently(n: int) -> None:
@@ -187,38 +215,51 @@ def main() -> None:
         return
     rows = a.rows or (200_000 if a.quick else 1_000_000)
     ev_rows = max(rows // 10, 1000)
-    print(f"drift_scale: window {rows:,} rows x {N_NUM + N_CAT} features "
-          f"({N_NUM} numeric, {N_CAT} categorical), reference {a.ref_rows:,} rows; 2 cores", flush=True)
+    print(
+        f"drift_scale: window {rows:,} rows x {N_NUM + N_CAT} features "
+        f"({N_NUM} numeric, {N_CAT} categorical), reference {a.ref_rows:,} rows; 2 cores",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         prof_path = os.path.join(tmp, "profile.json")
         p = _sub("profile", prof_path, str(a.ref_rows))
-        print(f"profile  (once) : {p['profile_s']:.2f} s, {p['profile_bytes'] / 1e6:.2f} MB JSON, "
-              f"peak RSS {p['rss_mb']:.0f} MB")
+        print(
+            f"profile  (once) : {p['profile_s']:.2f} s, {p['profile_bytes'] / 1e6:.2f} MB JSON, "
+            f"peak RSS {p['rss_mb']:.0f} MB"
+        )
         w = _sub("window", prof_path, str(rows))
-        print(f"ours     {rows:>9,} rows: {w['window_s']:.2f} s, peak RSS {w['rss_mb']:.0f} MB "
-              f"(data alone {w['rss_data_mb']:.0f} MB); red {w['n_red']}, amber {w['n_amber']}, "
-              f"max PSI {w['max_psi']:.3f} ({w['max_psi_feature']})")
+        print(
+            f"ours     {rows:>9,} rows: {w['window_s']:.2f} s, peak RSS {w['rss_mb']:.0f} MB "
+            f"(data alone {w['rss_data_mb']:.0f} MB); red {w['n_red']}, amber {w['n_amber']}, "
+            f"max PSI {w['max_psi']:.3f} ({w['max_psi_feature']})"
+        )
         small = _sub("window", prof_path, str(ev_rows))
         print(f"ours     {ev_rows:>9,} rows: {small['window_s']:.2f} s (exact KS/Wasserstein mode)")
         if not a.no_evidently:
             e = _sub("evidently", str(ev_rows))
             scaled = e["evidently_s"] * rows / ev_rows
-            print(f"evidently DataDriftPreset {ev_rows:,} vs {ev_rows:,} rows: {e['evidently_s']:.1f} s, "
-                  f"peak RSS {e['rss_mb']:.0f} MB (run once)")
+            print(
+                f"evidently DataDriftPreset {ev_rows:,} vs {ev_rows:,} rows: {e['evidently_s']:.1f} s, "
+                f"peak RSS {e['rss_mb']:.0f} MB (run once)"
+            )
             same = e["evidently_s"] / small["window_s"]
             print(f"ratio same size ({ev_rows:,} rows): evidently / ours = {same:.0f}x")
-            print(f"ratio at {rows:,} rows: evidently scaled linearly from {ev_rows:,} rows ({scaled:.0f} s, "
-                  f"not run) / ours = {scaled / w['window_s']:.0f}x")
+            print(
+                f"ratio at {rows:,} rows: evidently scaled linearly from {ev_rows:,} rows ({scaled:.0f} s, "
+                f"not run) / ours = {scaled / w['window_s']:.0f}x"
+            )
         if a.stream:
             pq_path = os.path.join(tmp, "window.parquet")
             wt = write_parquet(pq_path, a.stream, a.chunk)
             size = Path(pq_path).stat().st_size
             print(f"wrote {a.stream:,} rows to Parquet ({size / 1e9:.2f} GB) in {wt:.0f} s", flush=True)
             s = _sub("stream", prof_path, pq_path, str(a.chunk))
-            print(f"streamed {s['rows']:,} rows in {a.chunk:,}-row batches: {s['stream_s']:.1f} s "
-                  f"({s['rows'] / s['stream_s'] / 1e6:.2f} M rows/s), peak RSS {s['rss_mb']:.0f} MB "
-                  f"(after first batch {s['rss_first_chunk_mb']:.0f} MB, "
-                  f"after last {s['rss_last_chunk_mb']:.0f} MB)")
+            print(
+                f"streamed {s['rows']:,} rows in {a.chunk:,}-row batches: {s['stream_s']:.1f} s "
+                f"({s['rows'] / s['stream_s'] / 1e6:.2f} M rows/s), peak RSS {s['rss_mb']:.0f} MB "
+                f"(current RSS after batch 1 {s['rss_first_chunk_mb']:.0f} MB, after the last "
+                f"{s['rss_last_chunk_mb']:.0f} MB, highest {s['rss_max_after_chunk_mb']:.0f} MB)"
+            )
 
 
 if __name__ == "__main__":

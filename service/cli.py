@@ -85,7 +85,8 @@ def audit(
         str | None, typer.Option(help="Exit 3 when a finding at or above this severity exists.")
     ] = None,
     allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Allow a pickle/joblib model (executes code: own files only).")
+        bool,
+        typer.Option("--allow-pickle", help="Allow a pickle/joblib model (executes code: own files only)."),
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
     oot_after: Annotated[
@@ -109,7 +110,9 @@ def demo(
     """A full audit of the bundled German-credit data (UCI Statlog) with a logistic-regression model."""
     spec = REPO_ROOT / "fixtures" / "german_credit" / "audit.yaml"
     if not spec.exists():
-        raise fail(f"{spec}: the bundled demo fixture is missing. Expected a checkout of the Assay repository.", 1)
+        raise fail(
+            f"{spec}: the bundled demo fixture is missing. Expected a checkout of the Assay repository.", 1
+        )
     _run_audit_command(spec, out, fail_on=None, allow_pickle=False, seed=None, oot_after=None, quiet=quiet)
 
 
@@ -129,11 +132,18 @@ def _register_commands() -> None:
         importlib.import_module(mod).register(app)
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """Click usage errors (typer vendors its own click in recent versions, so match by class name)."""
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__) and hasattr(exc, "show")
+
+
 def main() -> None:
     """Console-script entry point: map errors to exit codes and one-paragraph messages."""
     _register_commands()
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except InputError as exc:
@@ -145,11 +155,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors are ClickException subclasses
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show(file=sys.stderr)
+    except Exception as exc:
+        if _is_usage_error(exc):
+            exc.show(file=sys.stderr)  # type: ignore[attr-defined]
             sys.exit(2)
         if os.environ.get("ASSAY_DEBUG"):
             traceback.print_exc()

@@ -41,7 +41,7 @@ class InputError(AssayError):
             parts.append(f"{self.file}:")
         if self.field:
             parts.append(f"field '{self.field}':")
-        parts.append(self.message)
+        parts.append(self.message if self.message.endswith((".", "?", ")")) else self.message + ".")
         if self.expected:
             parts.append(f"Expected: {self.expected}.")
         return " ".join(parts)

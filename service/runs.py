@@ -74,7 +74,9 @@ def _inputs(spec: AuditSpec, prep: PreparedInputs) -> dict[str, InputInfo]:
             format=prep.oot.format,
         )
     if prep.model_path is not None and spec.model is not None:
-        out["model"] = InputInfo(path=spec.model, sha256=prep.context.model.sha256, format=prep.context.model.kind)
+        out["model"] = InputInfo(
+            path=spec.model, sha256=prep.context.model.sha256, format=prep.context.model.kind
+        )
     if spec.spec_path is not None:
         out["spec"] = InputInfo(path=spec.spec_path.name, sha256=sha256_file(spec.spec_path))
     return out
@@ -83,7 +85,9 @@ def _inputs(spec: AuditSpec, prep: PreparedInputs) -> dict[str, InputInfo]:
 def thresholds_table(spec: AuditSpec) -> dict[str, dict[str, Any]]:
     """Every policy threshold with its value and whether it is a tool default or the user's policy."""
     pol = spec.policy
-    return {name: {"value": getattr(pol, name), "source": pol.source(name)} for name in type(pol).model_fields}
+    return {
+        name: {"value": getattr(pol, name), "source": pol.source(name)} for name in type(pol).model_fields
+    }
 
 
 def compute(
@@ -166,7 +170,9 @@ def _renderers() -> dict[str, Renderer]:
     return {"report.pdf": render_pdf}
 
 
-def write_outputs(result: AuditResult, out_dir: Path, *, renderers: dict[str, Renderer] | None = None) -> dict[str, Path]:
+def write_outputs(
+    result: AuditResult, out_dir: Path, *, renderers: dict[str, Renderer] | None = None
+) -> dict[str, Path]:
     """Write audit.json (and the report) atomically into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = result_json(result)
@@ -202,11 +208,21 @@ def run_audit(
     oot_after: str | None = None,
     run_id: str | None = None,
 ) -> RunOutcome:
-    result = build_result(spec, allow_pickle=allow_pickle, progress=progress, oot_after=oot_after, run_id=run_id)
+    result = build_result(
+        spec, allow_pickle=allow_pickle, progress=progress, oot_after=oot_after, run_id=run_id
+    )
     if progress:
         progress("writing outputs")
     files = write_outputs(result, out_dir)
     return RunOutcome(result, files)
 
 
-__all__ = ["RunOutcome", "build_result", "compute", "library_versions", "result_json", "run_audit", "write_outputs"]
+__all__ = [
+    "RunOutcome",
+    "build_result",
+    "compute",
+    "library_versions",
+    "result_json",
+    "run_audit",
+    "write_outputs",
+]

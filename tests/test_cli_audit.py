@@ -100,15 +100,22 @@ BAD_SPECS = [
     ({"target": "no_such_column"}, "column 'no_such_column' (from spec key 'target') is not in the data"),
     ({"event_value": 7}, "event_value 7 never occurs in target column 'label_bad'"),
     ({"protected.0.reference": "martian"}, "reference group 'martian' does not occur in column 'sex'"),
-    ({"protected.0.column": "nope"}, "column 'nope' (from spec key 'protected[sex].column') is not in the data"),
+    (
+        {"protected.0.column": "nope"},
+        "column 'nope' (from spec key 'protected[sex].column') is not in the data",
+    ),
     ({"score.threshold": 1.5}, "score.threshold 1.5 is outside the range of the scores"),
     ({"score.direction": "sideways"}, "score.direction"),
     ({"dataset": "missing.csv"}, "file not found"),
     ({"model": "missing.skops"}, "model file not found"),
     ({"target": "sex", "event_value": "male", "protected": []}, None),  # valid: a string target works
     (
-        {"regimes": [{"name": "a", "start": "2008-01-01", "end": "2009-01-01"},
-                     {"name": "b", "start": "2008-06-01", "end": "2010-01-01"}]},
+        {
+            "regimes": [
+                {"name": "a", "start": "2008-01-01", "end": "2009-01-01"},
+                {"name": "b", "start": "2008-06-01", "end": "2010-01-01"},
+            ]
+        },
         "regimes 'a' and 'b' overlap",
     ),
 ]

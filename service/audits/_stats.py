@@ -85,7 +85,7 @@ def percentile_ci(
     lo = np.where(ok, lo, np.nan)
     hi = np.where(ok, hi, np.nan)
     if np.ndim(lo) == 0:
-        return (_f(lo), _f(hi))
+        return (_f(float(lo)), _f(float(hi)))
     return lo, hi
 
 

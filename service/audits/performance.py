@@ -9,7 +9,6 @@ Hosmer–Lemeshow test). 95% CIs by the count bootstrap of ``_stats`` (percentil
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from service.audits._stats import (
     _f,
@@ -99,11 +98,11 @@ def score_metrics(
     P, N = float(t.pos_w.sum()), float(t.neg_w.sum())
     out: dict[str, object] = {}
     if P > 0 and N > 0:
-        auc = float(roc_auc_score(yy, risk, sample_weight=w)) if not t.exact else float(
-            auc_from_counts(t.pos_w, t.neg_w)
-        )
-        ks = float(ks_from_counts(t.pos_w, t.neg_w))
-        ap = float(average_precision_from_counts(t.pos_w, t.neg_w))
+        # point estimates always from the exact (distinct-score) table; only the CI uses a binned one
+        te = t if t.exact else score_table(risk, yy, sample_weight=w, max_bins=yy.size + 1)
+        auc = float(auc_from_counts(te.pos_w, te.neg_w))
+        ks = float(ks_from_counts(te.pos_w, te.neg_w))
+        ap = float(average_precision_from_counts(te.pos_w, te.neg_w))
     else:
         auc = ks = ap = float("nan")
     out.update(auc=_f(auc), gini=_f(2 * auc - 1), ks=_f(ks), pr_auc=_f(ap))
@@ -164,7 +163,7 @@ def calibration(y: np.ndarray, prob: np.ndarray, *, sample_weight: np.ndarray | 
     obs = float((w * y).sum() / sw)
     pred = float((w * prob).sum() / sw)
     return Calibration(
-        deciles=[CalibrationBin(**row) for row in hl["table"]],  # type: ignore[arg-type, union-attr]
+        deciles=[CalibrationBin(**row) for row in hl["table"]],  # type: ignore[arg-type, union-attr, attr-defined]
         hosmer_lemeshow=hl["statistic"],  # type: ignore[arg-type]
         hosmer_lemeshow_df=hl["df"],  # type: ignore[arg-type]
         hosmer_lemeshow_p=hl["p_value"],  # type: ignore[arg-type]
@@ -255,8 +254,8 @@ def _findings(sec: PerformanceSection, ctx: AuditContext) -> list[Finding]:
                         "low",
                         f"Hosmer–Lemeshow rejects calibration ({label.get(name, name)})",
                         f"HL = {cal.hosmer_lemeshow:.2f} on {cal.hosmer_lemeshow_df} df, p = "
-                        f"{cal.hosmer_lemeshow_p:.2g}; HL over-rejects on large samples, read with the decile "
-                        "table",
+                        f"{cal.hosmer_lemeshow_p:.2g}; HL over-rejects on large samples, "
+                        "read with the decile table",
                         metric="hosmer_lemeshow_p",
                         value=cal.hosmer_lemeshow_p,
                         threshold=0.01,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def _header_fields(sample: str, delimiter: str) -> list[str]:
 def read_dataset(
     path: str | Path,
     *,
-    dtypes: dict[str, str] | None = None,
+    dtypes: Mapping[str, str] | None = None,
     label: str = "dataset",
 ) -> LoadedDataset:
     """Read a CSV or Parquet file into a DataFrame, with its sha256.
@@ -83,7 +84,9 @@ def read_dataset(
     """
     p = Path(path)
     if not p.exists():
-        raise InputError("file not found", file=str(p), field=label, expected="an existing CSV or Parquet file")
+        raise InputError(
+            "file not found", file=str(p), field=label, expected="an existing CSV or Parquet file"
+        )
     if p.is_dir():
         raise InputError("is a directory", file=str(p), field=label, expected="a CSV or Parquet file")
     if p.stat().st_size == 0:
@@ -98,10 +101,15 @@ def read_dataset(
         frame, delim = _read_csv(p, head, label)
         fmt = "csv"
     if frame.shape[1] == 0:
-        raise InputError("no columns found", file=str(p), field=label, expected="a header row naming the columns")
+        raise InputError(
+            "no columns found", file=str(p), field=label, expected="a header row naming the columns"
+        )
     if frame.shape[0] == 0:
         raise InputError(
-            "the file has a header but no data rows", file=str(p), field=label, expected="at least one data row"
+            "the file has a header but no data rows",
+            file=str(p),
+            field=label,
+            expected="at least one data row",
         )
     if dtypes:
         frame = apply_dtypes(frame, dtypes, source=str(p))
@@ -178,7 +186,7 @@ def _check_duplicates(names: list[str], p: Path, label: str) -> None:
         )
 
 
-def apply_dtypes(frame: pd.DataFrame, dtypes: dict[str, str], *, source: str) -> pd.DataFrame:
+def apply_dtypes(frame: pd.DataFrame, dtypes: Mapping[str, str], *, source: str) -> pd.DataFrame:
     """Apply ``{column: numeric|categorical|date|string}`` overrides, failing loudly on bad values."""
     out = frame.copy()
     for col, kind in dtypes.items():
@@ -214,8 +222,10 @@ def parse_dates(s: pd.Series, *, column: str, source: str) -> pd.Series:
     """Parse a date column; every non-missing value must parse."""
     if pd.api.types.is_datetime64_any_dtype(s):
         return s
-    conv = pd.to_datetime(s, errors="coerce", format="mixed") if s.dtype == object else pd.to_datetime(
-        s, errors="coerce"
+    conv = (
+        pd.to_datetime(s, errors="coerce", format="mixed")
+        if s.dtype == object
+        else pd.to_datetime(s, errors="coerce")
     )
     bad = conv.isna() & s.notna()
     if bad.any():

@@ -226,7 +226,9 @@ def load_model(
     """Load a model file safely and wrap it as a :class:`ScoreModel`."""
     p = Path(path)
     if not p.exists():
-        raise InputError("model file not found", file=str(p), field="model", expected="an existing model file")
+        raise InputError(
+            "model file not found", file=str(p), field="model", expected="an existing model file"
+        )
     if p.stat().st_size == 0:
         raise InputError("the model file is empty", file=str(p), field="model")
     fmt = detect_format(p)

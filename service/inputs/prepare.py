@@ -52,8 +52,10 @@ def encode_target(series: pd.Series, event_value: Any, *, path: str) -> np.ndarr
             field="target",
             expected="an observed outcome on every row (drop or impute unlabelled rows first)",
         )
-    if pd.api.types.is_numeric_dtype(series) and isinstance(event_value, int | float) and not isinstance(
-        event_value, bool
+    if (
+        pd.api.types.is_numeric_dtype(series)
+        and isinstance(event_value, int | float)
+        and not isinstance(event_value, bool)
     ):
         y = (series.to_numpy(dtype="float64") == float(event_value)).astype(np.int8)
     else:
@@ -216,7 +218,8 @@ def _make_split(
     thr = spec.score.threshold
     if check_threshold and not (score.min() <= thr <= score.max()):
         raise InputError(
-            f"score.threshold {thr:g} is outside the range of the scores [{score.min():.6g}, {score.max():.6g}], "
+            f"score.threshold {thr:g} is outside the range of the scores "
+            f"[{score.min():.6g}, {score.max():.6g}], "
             "so every applicant would get the same decision",
             file=_spec_src(spec),
             field="score.threshold",
@@ -352,7 +355,9 @@ def _split_by_date(ds: LoadedDataset, spec: AuditSpec, cutoff: str) -> tuple[Loa
         when = pd.Timestamp(cutoff)
     except (ValueError, TypeError):
         raise InputError(
-            f"cannot parse the out-of-time cut-off {cutoff!r}", field="--oot-after", expected="a date like 2007-01-01"
+            f"cannot parse the out-of-time cut-off {cutoff!r}",
+            field="--oot-after",
+            expected="a date like 2007-01-01",
         ) from None
     _require_column(ds.frame, spec.date_column, "date_column", str(ds.path))
     d = parse_dates(ds.frame[spec.date_column], column=spec.date_column, source=str(ds.path))

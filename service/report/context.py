@@ -82,7 +82,7 @@ def _overall(result: AuditResult) -> tuple[str, str]:
     if worst >= SEVERITY_ORDER["critical"]:
         return "Not approved (draft)", "red"
     if worst >= SEVERITY_ORDER["high"]:
-        return "Approved with conditions at most (draft)", "red"
+        return "Approval conditional on remediating the high findings (draft)", "red"
     if worst >= SEVERITY_ORDER["medium"]:
         return "Approved with conditions (draft)", "amber"
     return "Approved (draft)", "green"

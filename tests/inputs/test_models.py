@@ -33,7 +33,9 @@ def test_skops_logistic_pipeline_matches_sklearn(german_ctx):
     est = sio.load(path, trusted=[])
     m = load_model(path)
     frame = german_ctx.dev.frame
-    np.testing.assert_allclose(m.predict_score(frame), est.predict_proba(frame[m.features])[:, 1], rtol=0, atol=0)
+    np.testing.assert_allclose(
+        m.predict_score(frame), est.predict_proba(frame[m.features])[:, 1], rtol=0, atol=0
+    )
     assert m.kind == "skops"
 
 
@@ -50,9 +52,7 @@ def test_hostile_skops_is_refused_and_runs_no_code(tmp_path, monkeypatch):
     # the same through the CLI: exit 2, the type named, nothing executed, nothing written
     spec = tmp_path / "spec.yaml"
     shutil.copy(FIXTURES / "german_credit" / "german_credit.csv", tmp_path / "g.csv")
-    spec.write_text(
-        "model_name: x\ndataset: g.csv\nmodel: evil.skops\ntarget: label_bad\n", encoding="utf-8"
-    )
+    spec.write_text("model_name: x\ndataset: g.csv\nmodel: evil.skops\ntarget: label_bad\n", encoding="utf-8")
     res = run_cli("audit", str(spec), "--out", str(tmp_path / "out"), env={SENTINEL_ENV: str(sentinel)})
     assert res.returncode == 2, res.stderr
     assert "not on Assay's allow-list" in res.stderr and "Evil" in res.stderr
@@ -121,7 +121,9 @@ def test_onnx_model_matches_sklearn(tmp_path, toy):
     with pytest.raises(InputError, match="feature_names"):
         load_model(p)
     m = load_model(p, features=["a", "b", "c"])
-    np.testing.assert_allclose(m.predict_score(X), lr.predict_proba(X.to_numpy(dtype="float32"))[:, 1], atol=1e-6)
+    np.testing.assert_allclose(
+        m.predict_score(X), lr.predict_proba(X.to_numpy(dtype="float32"))[:, 1], atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
