@@ -11,7 +11,8 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY reports ./reports
 COPY fixtures ./fixtures
-RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --home /data assay && mkdir -p /data && chown assay /data
+# editable, so that reports/ and fixtures/ (templates, `assay demo`) resolve from /app as in a checkout
+RUN pip install --no-cache-dir -c constraints.txt -e . --config-settings editable_mode=compat && useradd --system --home /data assay && mkdir -p /data && chown assay /data
 USER assay
 VOLUME /data
 EXPOSE 8000
