@@ -505,7 +505,8 @@ def _slice_metrics(
             out[k] = m.get(k)
     else:
         notes.append(
-            f"AUC/KS not computed: {n_ev} event(s) and {n_ne} non-event(s) (need >= {MIN_CLASS} of each)"
+            f"AUC/KS not computed: {n_ev} event(s) and {n_ne} non-event(s) "
+            f"(need >= {MIN_CLASS} events and >= {MIN_CLASS} non-events)"
         )
     if rows.prob is not None:
         pred = float((w * rows.prob).sum() / sw)
@@ -518,7 +519,9 @@ def _slice_metrics(
     if n >= need:
         out["psi_vs_dev"] = psi(ref.counts, bin_counts(rows.risk, ref.edges, sample_weight=w))
     else:
-        notes.append(f"PSI not computed: {n} row(s) < {need} ({PSI_ROWS_PER_BIN} per development score bin)")
+        notes.append(
+            f"PSI not computed: {n} row(s) (need >= {need}, {PSI_ROWS_PER_BIN} per development score bin)"
+        )
     air: dict[str, dict[str, float | None]] = {}
     for name, (groups, ri, mem) in rows.protected.items():
         air[name] = air_by_group(

@@ -4,6 +4,7 @@ through the generic renderer, so keys added later still print."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -489,6 +490,26 @@ def _diff_table(diffs: dict[str, Any], title: str, base: str, other: str) -> Blo
     )
 
 
+def _not_computed_note(periods: list[dict[str, Any]]) -> str:
+    """Say which periods lack which statistic and why, from the audit's own per-period notes."""
+    kinds: dict[str, tuple[list[str], str]] = {}
+    for p in periods:
+        for note in p.get("notes") or []:
+            head, _, rest = str(note).partition(":")
+            rules = re.findall(r"\(([^()]{5,})\)", rest)  # "(need >= 5 of each)", not "(s)"
+            rule = (
+                f"({rules[-1]})"
+                if rules
+                else "(" + re.sub(r"^\s*[\d.]+ \S+\s*", "", rest).split(";")[0] + ")"
+            )
+            labels, first_rule = kinds.setdefault(head.strip(), ([], rule))
+            labels.append(str(p.get("period", DASH)))
+    if not kinds:
+        return ""
+    parts = [f"{head} {first_rule}: {', '.join(labels)}" for head, (labels, first_rule) in kinds.items()]
+    return " A dash marks a statistic not computed, rather than noise: " + "; ".join(parts) + "."
+
+
 def temporal(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     out.append(
@@ -550,7 +571,8 @@ def temporal(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
                 title="Performance by period",
                 note=f"PSI coloured at psi_amber = {_thr_label(result, 'psi_amber')} and psi_red = "
                 f"{_thr_label(result, 'psi_red')}; AUC red below auc_min = "
-                f"{_thr_label(result, 'auc_min')}. Obs/pred = observed / predicted event rate.",
+                f"{_thr_label(result, 'auc_min')}. Obs/pred = observed / predicted event rate."
+                + _not_computed_note(periods),
                 widths=WINDOW_WIDTHS,
                 cls="small",
             )
@@ -571,7 +593,15 @@ def temporal(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         if breaks:
             out.append(
                 table(
-                    ["Break at", "After", "Rate before", "Rate after", "Statistic", "Dispersion", "p-value"],
+                    [
+                        "First period after",
+                        "Last period before",
+                        "Rate before",
+                        "Rate after",
+                        "Statistic",
+                        "Dispersion",
+                        "p-value",
+                    ],
                     [
                         [
                             str(b.get("period", DASH)),

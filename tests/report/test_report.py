@@ -682,3 +682,33 @@ def test_fairness_splits_rendered_as_air_tables(tmp_path):
     assert _light_of(html, "0.912") == "green"
     assert "demographic parity difference" in html and "0.070" in html
     assert "splits ›" not in html  # not dumped generically
+
+
+def test_periods_without_a_statistic_say_why(tmp_path):
+    """A dash in the period table is explained: which periods lack which statistic, and the rule."""
+    result = _temporal_drift_result()
+    periods = result.sections["temporal"]["periods"]
+    periods.append(
+        {
+            "period": "2009-Q1",
+            "n": 12,
+            "too_small": True,
+            "notes": ["too small: 12 row(s) < min_period_rows = 30; statistics not computed"],
+        }
+    )
+    periods.append(
+        {
+            "period": "2009-Q2",
+            "n": 60,
+            "event_rate": 0.05,
+            "notes": [
+                "AUC/KS not computed: 3 event(s) and 57 non-event(s) (need >= 5 events and >= 5 non-events)",
+                "PSI not computed: 60 row(s) (need >= 100, 10 per development score bin)",
+            ],
+        }
+    )
+    pdf, _ = _render(result, tmp_path)
+    text = _flat(_text(pdf))
+    assert "too small (< min_period_rows = 30): 2009-Q1" in text
+    assert "AUC/KS not computed (need >= 5 events and >= 5 non-events): 2009-Q2" in text
+    assert "PSI not computed (need >= 100, 10 per development score bin): 2009-Q2" in text
