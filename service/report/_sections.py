@@ -204,8 +204,8 @@ def proxies(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         if feats:
             rows = [
                 [
-                    str(f.get("feature", DASH)),
-                    str(f.get("kind", DASH)),
+                    str(f.get("feature") or DASH),
+                    str(f.get("kind") or DASH),
                     _assoc(f),
                     num(f.get("mutual_info")),
                     num(f.get("auc")),
@@ -233,7 +233,7 @@ def proxies(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
                 kv(
                     [
                         ("AUC (95% CI)", f"{num(red.get('auc'))} {ci(red.get('auc_ci'))}"),
-                        ("Model", str(red.get("model", DASH))),
+                        ("Model", str(red.get("model") or DASH)),
                         (
                             "Cross-validation folds / sample / bootstrap",
                             f"{count(red.get('cv_folds'))} / {count(red.get('sample_size'))} / "
@@ -476,7 +476,7 @@ def _diff_table(diffs: dict[str, Any], title: str, base: str, other: str) -> Blo
             num(d.get("difference")),
             ci(d.get("ci")),
             pval(d.get("p_value")),
-            str(d.get("test", DASH)),
+            str(d.get("test") or DASH),
         ]
         for m, d in diffs.items()
         if isinstance(d, dict)
@@ -503,7 +503,7 @@ def _not_computed_note(periods: list[dict[str, Any]]) -> str:
                 else "(" + re.sub(r"^\s*[\d.]+ \S+\s*", "", rest).split(";")[0] + ")"
             )
             labels, first_rule = kinds.setdefault(head.strip(), ([], rule))
-            labels.append(str(p.get("period", DASH)))
+            labels.append(str(p.get("period") or DASH))
     if not kinds:
         return ""
     parts = [f"{head} {first_rule}: {', '.join(labels)}" for head, (labels, first_rule) in kinds.items()]
@@ -567,7 +567,7 @@ def temporal(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         out.append(
             table(
                 WINDOW_COLS,
-                [_window_row(str(p.get("period", DASH)), p, result) for p in periods],
+                [_window_row(str(p.get("period") or DASH), p, result) for p in periods],
                 title="Performance by period",
                 note=f"PSI coloured at psi_amber = {_thr_label(result, 'psi_amber')} and psi_red = "
                 f"{_thr_label(result, 'psi_red')}; AUC red below auc_min = "
@@ -604,8 +604,8 @@ def temporal(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
                     ],
                     [
                         [
-                            str(b.get("period", DASH)),
-                            str(b.get("previous_period", DASH)),
+                            str(b.get("period") or DASH),
+                            str(b.get("previous_period") or DASH),
                             pct(b.get("before_rate")),
                             pct(b.get("after_rate")),
                             num(b.get("statistic"), 1),
@@ -867,7 +867,7 @@ def drift(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         rows.append(
             [
                 k,
-                str(f.get("kind", DASH)),
+                str(f.get("kind") or DASH),
                 _psi_light(result, f.get("psi")),
                 shape,
                 centre,
@@ -950,7 +950,7 @@ def explanations(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out.append(
         kv(
             [
-                ("Method", str(sec.get("method", DASH))),
+                ("Method", str(sec.get("method") or DASH)),
                 ("Scale", f"{sec.get('scale', DASH)}: {sec.get('scale_note', '')}"),
                 (
                     "Rows explained / population",
@@ -987,10 +987,10 @@ def explanations(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
         rows = [
             [
                 f,
-                str(v.get("declared", DASH)).replace("_", " "),
+                str(v.get("declared") or DASH).replace("_", " "),
                 num(v.get("spearman_rho")),
                 count(v.get("n")),
-                light(str(v.get("status", DASH)), "red" if v.get("contradicts") else "green"),
+                light(str(v.get("status") or DASH), "red" if v.get("contradicts") else "green"),
             ]
             for f, v in mono.items()
             if isinstance(v, dict)
@@ -1082,8 +1082,8 @@ def reasons(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
     out.append(
         kv(
             [
-                ("Method", str(sec.get("method", DASH))),
-                ("Grouping", str(sec.get("grouping", DASH))),
+                ("Method", str(sec.get("method") or DASH)),
+                ("Grouping", str(sec.get("grouping") or DASH)),
                 (
                     "Reference applicants",
                     f"{sec.get('reference', DASH)}, {count(sec.get('reference_size'))} rows: "

@@ -270,7 +270,7 @@ def _model(result: AuditResult) -> Chapter:
                 ),
                 ("Intended use", _human_input(o.get("intended_use"))),
                 ("Outcome (adverse event)", f"{spec.get('target', DASH)} = {spec.get('event_value', DASH)}"),
-                ("Score direction", str(score.get("direction", DASH)).replace("_", " ")),
+                ("Score direction", str(score.get("direction") or DASH).replace("_", " ")),
                 ("Decision rule", f"adverse (decline/flag) at score threshold {num(score.get('threshold'))}"),
                 ("Number of model features", str(len(feats)) if feats else DASH),
                 (
@@ -293,7 +293,7 @@ def _data_blocks(result: AuditResult, sec: dict[str, Any]) -> list[Block]:
             [
                 ("Rows / columns", f"{count(sec.get('rows'))} / {count(sec.get('columns'))}"),
                 ("Out-of-time rows", count(sec.get("oot_rows"))),
-                ("Target", str(sec.get("target", DASH))),
+                ("Target", str(sec.get("target") or DASH)),
                 ("Events / event rate", f"{count(sec.get('events'))} / {pct(sec.get('event_rate'))}"),
                 ("Column types", ", ".join(f"{k}: {v}" for k, v in (sec.get("types") or {}).items()) or DASH),
                 (
@@ -578,7 +578,7 @@ def _outcomes(result: AuditResult) -> Chapter:
                     ["Decile", "n", "Events", "Mean predicted", "Observed rate"],
                     [
                         [
-                            str(d.get("bin", DASH)),
+                            str(d.get("bin") or DASH),
                             count(d.get("n")),
                             count(d.get("events")),
                             num(d.get("mean_predicted")),
@@ -786,9 +786,9 @@ def _reasons(result: AuditResult) -> Chapter:
         kv(
             [
                 ("Reason catalogue", str(spec.get("reason_codes") or "none configured")),
-                ("Reference applicants", str(rs.get("reference", DASH))),
-                ("Maximum reasons", str(rs.get("max_reasons", DASH))),
-                ("Grouping", str(rs.get("grouping", DASH))),
+                ("Reference applicants", str(rs.get("reference") or DASH)),
+                ("Maximum reasons", str(rs.get("max_reasons") or DASH)),
+                ("Grouping", str(rs.get("grouping") or DASH)),
             ],
             title="Configuration (spec)",
         )
