@@ -164,6 +164,9 @@ class Attributor:
     expected_value: float
     reference_size: int
     _fn: Any = field(repr=False, default=None)
+    #: linear models only: the attributions from the pipeline's transformed matrix T (what
+    #: ``attribute`` applies after ``LinearStructure.transform``), for callers that build T themselves
+    from_transformed: Any = field(repr=False, default=None)
 
     def attribute(self, X: pd.DataFrame) -> np.ndarray:
         return np.asarray(self._fn(X[self.features]), dtype="float64")
@@ -225,11 +228,14 @@ def make_attributor(
             owner_m = owner_m @ P
         beta = lin.coef * sign
 
+        def _from_t(T: np.ndarray) -> np.ndarray:
+            return ((T - mean_t) * beta) @ owner_m
+
         def _lin(X: pd.DataFrame) -> np.ndarray:
-            return ((lin.transform(X) - mean_t) * beta) @ owner_m
+            return _from_t(lin.transform(X))
 
         expected = float(sign * lin.intercept + mean_t @ beta)
-        return Attributor("exact linear", feats, expected, int(R.shape[0]), _lin)
+        return Attributor("exact linear", feats, expected, int(R.shape[0]), _lin, _from_t)
     if family == "none":
         raise ValueError("a precomputed score column cannot be explained")
     att = _permutation(model, R, reference_weight, seed)

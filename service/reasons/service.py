@@ -93,6 +93,21 @@ def explain(
     return engine.explain(frame).records
 
 
+def explain_records(
+    engine: ReasonEngine, spec: AuditSpec, applicants: list[dict[str, Any]], *, source: str
+) -> list[dict[str, Any]]:
+    """:func:`explain` for JSON objects (``POST /v1/reasons``): the same records, and errors.
+
+    Plain requests to a compiled linear model skip the DataFrame altogether
+    (:meth:`ReasonEngine.explain_records`); anything else goes through :func:`explain`.
+    """
+    allowed = set(allowed_columns(spec, engine.features, engine.catalogue) + engine.known_columns)
+    fast = engine.explain_records(applicants, allowed=allowed)
+    if fast is not None:
+        return fast.records
+    return explain(engine, spec, pd.DataFrame.from_records(applicants), source=source)
+
+
 def records_to_csv(records: list[dict[str, Any]], max_reasons: int) -> str:
     """CSV columns: row, id, decision, score, reason_k_{code,statement,contribution}, ...
 
@@ -129,4 +144,4 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-__all__ = ["build_engine", "clear_cache", "explain", "records_to_csv"]
+__all__ = ["build_engine", "clear_cache", "explain", "explain_records", "records_to_csv"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import pandas as pd
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -72,7 +71,7 @@ def create_reasons(
 ) -> Any:
     from service.config import parse_spec
     from service.jobs import check_http_spec, resolve_spec
-    from service.reasons.service import build_engine, explain
+    from service.reasons.service import build_engine, explain_records
 
     check_http_spec(body.spec)
     if body.spec.get("reason_codes") is None:
@@ -104,8 +103,7 @@ def create_reasons(
         raise InputError(
             scrub(exc.message) or "", file=scrub(exc.file), field=exc.field, expected=exc.expected
         ) from None
-    frame = pd.DataFrame.from_records(body.applicants)
-    records = explain(engine, spec, frame, source="request body: applicants")
+    records = explain_records(engine, spec, body.applicants, source="request body: applicants")
     audit(
         session,
         request,
