@@ -131,15 +131,39 @@ def score_table(
     max_bins: int = 4000,
 ) -> ScoreTable:
     """Reduce (score, y) to cells; exact (distinct values) when there are at most ``max_bins``."""
+    return _score_table(score, y, sample_weight, max_bins)[0]
+
+
+def _score_table(
+    score: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, max_bins: int
+) -> tuple[ScoreTable, int | None]:
+    """``score_table`` and the number of distinct scores when it was counted on the way (NaN-free
+    input; ``None`` when binning was decided without counting)."""
     s = np.asarray(score, dtype="float64")
     yy = np.asarray(y).astype(bool)
     w = np.ones_like(s) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
-    uniq, inv = np.unique(s, return_inverse=True)
-    exact = uniq.size <= max_bins
+    if s.size <= max_bins or np.isnan(s).any():
+        uniq, inv = np.unique(s, return_inverse=True)
+        exact = uniq.size <= max_bins
+        srt = s
+        distinct: int | None = None if np.isnan(s).any() else int(uniq.size)
+    else:
+        # One sort (no argsort) tells exact from binned; np.unique's inverse is only needed when exact,
+        # and then the distinct values are few, so searchsorted gives the same inverse cheaply.
+        srt = np.sort(s)
+        new = np.empty(srt.size, dtype=bool)
+        new[0] = True
+        np.not_equal(srt[1:], srt[:-1], out=new[1:])
+        distinct = int(np.count_nonzero(new))
+        exact = distinct <= max_bins
+        if exact:
+            uniq = srt[new]
+            inv = np.searchsorted(uniq, s)
     if exact:
         values, idx, k = uniq, inv, uniq.size
     else:
-        edges = np.unique(np.quantile(s, np.linspace(0, 1, max_bins + 1)[1:-1]))
+        # quantiles are order statistics: the same from the sorted copy, and faster to select there
+        edges = np.unique(np.quantile(srt, np.linspace(0, 1, max_bins + 1)[1:-1]))
         idx = np.searchsorted(edges, s, side="left")
         k = edges.size + 1
         sums = np.bincount(idx, weights=s, minlength=k)
@@ -150,7 +174,8 @@ def score_table(
     pos_w = np.bincount(idx[yy], weights=w[yy], minlength=k)
     neg_w = np.bincount(idx[~yy], weights=w[~yy], minlength=k)
     keep = (pos_n + neg_n) > 0
-    return ScoreTable(values[keep], pos_n[keep], neg_n[keep], pos_w[keep], neg_w[keep], exact)
+    table = ScoreTable(values[keep], pos_n[keep], neg_n[keep], pos_w[keep], neg_w[keep], exact)
+    return table, distinct
 
 
 def auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:

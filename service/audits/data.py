@@ -13,11 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from service.audits._stats import _f, auc_from_counts, score_table
+from service.audits._stats import _f, _score_table, auc_from_counts
 from service.audits.context import AuditContext, SectionOutput
 from service.findings import finding
 from service.inputs.datasets import column_kind
 from service.result import Finding, ResultModel
+
+LEAKAGE_BINS = 1000  # numeric features with more distinct values are ranked in quantile cells
 
 
 class ColumnProfile(ResultModel):
@@ -59,23 +61,106 @@ class DataSection(ResultModel):
     oot_rows: int | None = None
 
 
-def _folded_auc(values: pd.Series, y: np.ndarray, w: np.ndarray | None, kind: str) -> float | None:
+def _leakage(
+    values: pd.Series, y: np.ndarray, w: np.ndarray | None, kind: str
+) -> tuple[float | None, int | None]:
+    """(folded single-feature AUC, distinct non-missing values when the cell table counted them)."""
     s = values
     ok = s.notna().to_numpy()
     if ok.sum() < 10:
-        return None
+        return None, None
     yy = y[ok]
     if yy.min() == yy.max():
-        return None
+        return None, None
     if kind == "numeric":
         x = pd.to_numeric(s[ok], errors="coerce").to_numpy(dtype="float64")
     else:
         codes, _ = pd.factorize(s[ok].astype(str))
         rate = np.bincount(codes, weights=yy) / np.bincount(codes)
         x = rate[codes]
-    t = score_table(x, yy, sample_weight=None if w is None else w[ok], max_bins=1000)
-    auc = float(auc_from_counts(t.pos_w, t.neg_w))
-    return _f(max(auc, 1.0 - auc))
+    distinct: int | None
+    if w is None and not np.isnan(x).any():
+        pos, neg, distinct = _cell_counts(x, yy.astype(bool), LEAKAGE_BINS)
+    else:
+        t, distinct = _score_table(x, yy, None if w is None else w[ok], LEAKAGE_BINS)
+        pos, neg = t.pos_w, t.neg_w
+    auc = float(auc_from_counts(pos, neg))
+    # distinct floats of a float column are its distinct values; int → float may merge huge ints
+    exact_count = kind == "numeric" and isinstance(s.dtype, np.dtype) and s.dtype.kind == "f"
+    return _f(max(auc, 1.0 - auc)), distinct if exact_count else None
+
+
+def _cell_counts(x: np.ndarray, y: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The event and non-event counts of ``score_table(x, y, max_bins=max_bins)`` (as floats, empty
+    cells dropped) and the number of distinct values, for NaN-free unweighted ``x``.
+
+    The same cells, counted from sorted copies (all rows, events) at the cells' upper bounds instead
+    of a per-row cell index: a cell holds the values in (previous bound, bound], as ``searchsorted``
+    with ``side="left"`` assigns them in ``score_table``.
+    """
+    srt = np.sort(x)
+    new = np.empty(srt.size, dtype=bool)
+    new[0] = True
+    np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    distinct = int(np.count_nonzero(new))
+    if distinct <= max_bins:
+        bounds, tail = srt[new], False
+    else:
+        bounds, tail = np.unique(np.quantile(srt, np.linspace(0, 1, max_bins + 1)[1:-1])), True
+    events = np.sort(x[y])
+    cum_all = np.searchsorted(srt, bounds, side="right")
+    cum_pos = np.searchsorted(events, bounds, side="right")
+    if tail:  # the last bin: above the last edge
+        cum_all = np.append(cum_all, srt.size)
+        cum_pos = np.append(cum_pos, events.size)
+    total = np.diff(cum_all, prepend=0)
+    pos = np.diff(cum_pos, prepend=0)
+    keep = total > 0
+    return pos[keep].astype("float64"), (total - pos)[keep].astype("float64"), distinct
+
+
+# splitmix64 constants (Steele et al. 2014): a cheap, well-mixed 64-bit row key
+_K1, _K2, _K3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _value_keys(s: pd.Series) -> np.ndarray:
+    """One uint64 per row, equal wherever ``DataFrame.duplicated`` sees equal values (collisions allowed)."""
+    dt = s.dtype
+    if isinstance(dt, np.dtype) and dt.kind == "f":
+        x = s.to_numpy(dtype="float64") + 0.0  # a new array; -0.0 + 0.0 == 0.0 (pandas: -0.0 == 0.0)
+        x[np.isnan(x)] = np.nan  # every NaN alike, as pandas treats them
+        return x.view(np.uint64)
+    if isinstance(dt, np.dtype) and dt.kind in "iubmM":
+        return s.to_numpy().astype(np.int64).view(np.uint64)
+    codes, _ = pd.factorize(s)  # pandas' own equality (objects, categoricals, extension types)
+    return codes.astype(np.int64).view(np.uint64)
+
+
+def _row_keys(frame: pd.DataFrame, columns: list, h: np.ndarray | None = None) -> np.ndarray:
+    """A 64-bit key per row from its values in ``columns`` (continuing from key ``h``), equal for rows
+    that ``DataFrame.duplicated`` sees as equal."""
+    h = np.zeros(len(frame), dtype=np.uint64) if h is None else h
+    for c in columns:
+        z = (h ^ _value_keys(frame[c])) * _K1
+        z = (z ^ (z >> np.uint64(30))) * _K2
+        z = (z ^ (z >> np.uint64(27))) * _K3
+        h = z ^ (z >> np.uint64(31))
+    return h
+
+
+def _duplicate_rows(frame: pd.DataFrame, columns: list, keys: np.ndarray | None = None) -> int:
+    """``int(frame[columns].duplicated().sum())`` without pandas factorising every column of every row.
+
+    Rows are hashed to a 64-bit key from their values (``keys``, or ``_row_keys``); a row whose key no
+    other row shares repeats no row, so pandas' exact ``duplicated`` runs on the rest only (usually few).
+    """
+    if not columns:
+        return 0
+    h = _row_keys(frame, columns) if keys is None else keys
+    candidates = np.flatnonzero(pd.Series(h).duplicated(keep=False).to_numpy())
+    if candidates.size == 0:
+        return 0
+    return int(frame.iloc[candidates][list(columns)].duplicated().sum())
 
 
 def run(ctx: AuditContext) -> SectionOutput:
@@ -84,16 +169,30 @@ def run(ctx: AuditContext) -> SectionOutput:
     policy = ctx.spec.policy
     feats = set(ctx.features)
     n = len(frame)
+    kinds = {col: column_kind(frame[col]) for col in frame.columns}
+    # the leakage screen first: its score tables count the distinct values of float features on the way
+    leakage: list[LeakageRow] = []
+    distinct: dict[str, int] = {}
+    for f in ctx.features:
+        kind = kinds[f]
+        auc, n_distinct = _leakage(
+            frame[f], split.y, split.weight, "numeric" if kind == "numeric" else "categorical"
+        )
+        if n_distinct is not None:
+            distinct[f] = n_distinct
+        leakage.append(LeakageRow(feature=f, auc=auc, flagged=auc is not None and auc >= policy.leakage_auc))
+    leakage.sort(key=lambda r: -(r.auc or 0.0))
+
     profiles: list[ColumnProfile] = []
     types: dict[str, int] = {}
     constant: list[str] = []
     missingness: dict[str, float] = {}
     for col in frame.columns:
         s = frame[col]
-        kind = column_kind(s)
+        kind = kinds[col]
         types[kind] = types.get(kind, 0) + 1
         miss = int(s.isna().sum())
-        nun = int(s.nunique(dropna=True))
+        nun = distinct[col] if col in distinct else int(s.nunique(dropna=True))
         is_const = nun <= 1
         if is_const:
             constant.append(str(col))
@@ -116,14 +215,11 @@ def run(ctx: AuditContext) -> SectionOutput:
             prof.top_values = {str(k): int(v) for k, v in vc.items()}
         profiles.append(prof)
 
-    dup_rows = int(frame.duplicated().sum())
-    dup_features = int(frame[ctx.features].duplicated().sum()) if ctx.features else 0
-    leakage: list[LeakageRow] = []
-    for f in ctx.features:
-        kind = column_kind(frame[f])
-        auc = _folded_auc(frame[f], split.y, split.weight, "numeric" if kind == "numeric" else "categorical")
-        leakage.append(LeakageRow(feature=f, auc=auc, flagged=auc is not None and auc >= policy.leakage_auc))
-    leakage.sort(key=lambda r: -(r.auc or 0.0))
+    # one key pass: the feature columns' keys, then the other columns mixed into them
+    feat_keys = _row_keys(frame, list(ctx.features))
+    others = [c for c in frame.columns if c not in feats]
+    dup_features = _duplicate_rows(frame, list(ctx.features), feat_keys) if ctx.features else 0
+    dup_rows = _duplicate_rows(frame, list(frame.columns), _row_keys(frame, others, feat_keys))
 
     events = int(split.y.sum())
     section = DataSection(

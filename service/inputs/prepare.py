@@ -194,8 +194,14 @@ def _make_split(
         _require_column(frame, f, "features", path)
     y = encode_target(frame[spec.target], spec.event_value, path=path)
 
+    # one pass over the trees where the model can give both (LightGBM: the second predict is the cost)
+    both = getattr(model, "predict_score_and_margin", None)
+    raw_margin = None
     try:
-        score = model.predict_score(frame)
+        if both is not None:
+            score, raw_margin = both(frame)
+        else:
+            score = model.predict_score(frame)
     except InputError:
         raise
     except Exception as exc:
@@ -234,7 +240,10 @@ def _make_split(
     elif kind == "log_odds":
         z = score if riskier else -score
         prob = 1.0 / (1.0 + np.exp(-z))
-    margin = model.predict_margin(frame) if not isinstance(model, ScoreColumn) else None
+    if raw_margin is not None:
+        margin = raw_margin
+    else:
+        margin = model.predict_margin(frame) if not isinstance(model, ScoreColumn) else None
     if margin is not None and not riskier:
         margin = -np.asarray(margin)
 
