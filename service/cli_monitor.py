@@ -53,9 +53,12 @@ def _setup(monitor_file: Path, quiet: bool) -> tuple[Any, Any, Path, Any, Any]:
     engine, sessions, data_dir = _db()
     with sessions() as session:
         _say(f"monitor '{mspec.name}': checking the reference profile", quiet)
-        row = ensure_monitor(session, mspec)
+        notes: list[str] = []
+        row = ensure_monitor(session, mspec, notes=notes)
         session.commit()
         monitor_id = row.id
+    for note in notes:
+        _say(note, quiet)
     return engine, sessions, data_dir, mspec, monitor_id
 
 
@@ -84,6 +87,13 @@ def run(
             "file not found", file=str(file), field="--file", expected="an existing CSV or Parquet file"
         )
     _engine, sessions, data_dir, mspec, monitor_id = _setup(monitor_file, quiet)
+    if file is None and not mspec.source:
+        raise InputError(
+            "the monitor has no source to take the next window from",
+            file=str(monitor_file),
+            field="source",
+            expected="a file path or glob of CSV/Parquet files in the monitor file, or --file FILE",
+        )
     outcome = run_window(
         sessions,
         monitor_id,
@@ -93,6 +103,8 @@ def run(
     )
     print(outcome.message)
     if outcome.result is None:
+        if evidently_html is not None or out is not None:
+            _say("no window was run, so --out/--evidently-html were not written", quiet)
         return
     if out is not None:
         _write_json(outcome.result, out)
@@ -136,9 +148,11 @@ def labels(
     result = post_labels(sessions, monitor_id, window, frame, source=str(labels_file))
     perf = result["performance"]
     auc = perf.get("auc")
+    ci = perf.get("auc_ci") or [None, None]
+    ci_text = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if None not in ci else ""
     print(
         f"window {window}: {perf['n']} labelled rows, AUC "
-        + (f"{auc:.4f} (95% CI {perf.get('auc_ci')})" if auc is not None else "undefined (one class)")
+        + (f"{auc:.4f}{ci_text}" if auc is not None else "undefined (one class)")
     )
     if out is not None:
         _write_json(result, out)
@@ -185,8 +199,8 @@ def report(
     with sessions() as session:
         from service.monitoring import store
 
-        last = store.windows(session, monitor_id, limit=1)
-        latest = last[-1].result if last else None
+        done = [w for w in store.windows(session, monitor_id) if w.status == "succeeded" and w.result]
+        latest = done[-1].result if done else None
     render_monitoring_pdf(mspec, h, latest, out)
     print(f"wrote monitoring report: {out}")
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audits._stats import _f
@@ -148,11 +149,42 @@ class Runtime:
     features: list[str]
 
 
-def load_runtime(mspec: MonitorSpec) -> Runtime:
+def load_audit(mspec: MonitorSpec) -> AuditSpec:
+    """The monitor's audit spec (a file next to the monitor file, or inline through the API)."""
     if isinstance(mspec.audit, dict):
-        audit = parse_spec(mspec.audit, source=f"{mspec.name}: audit", base_dir=mspec.base_dir)
-    else:
-        audit = load_spec(mspec.resolve(mspec.audit))
+        return parse_spec(mspec.audit, source=f"{mspec.name}: audit", base_dir=mspec.base_dir)
+    return load_spec(mspec.resolve(mspec.audit))
+
+
+def profile_key(mspec: MonitorSpec, audit: AuditSpec) -> str:
+    """Hash of everything a reference profile depends on besides the reference file itself.
+
+    The model file's bytes, the score convention, features, protected attributes, target, weights,
+    column kinds and the profile version: when any changes the stored profile is stale.
+    """
+    import hashlib
+    import json
+
+    from service.monitoring.profile import PROFILE_VERSION
+
+    model_path = audit.resolve(audit.model) if audit.model else None
+    body = {
+        "profile_version": PROFILE_VERSION,
+        "model_sha256": sha256_file(model_path) if model_path and model_path.is_file() else None,
+        "score": audit.score.model_dump(mode="json"),
+        "features": audit.features,
+        "protected": [p.model_dump(mode="json") for p in audit.protected],
+        "target": audit.target,
+        "event_value": str(audit.event_value),
+        "weight_column": audit.weight_column,
+        "dtypes": audit.dtypes,
+        "categorical": mspec.categorical,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_runtime(mspec: MonitorSpec) -> Runtime:
+    audit = load_audit(mspec)
     if audit.model:
         mp = audit.resolve(audit.model)
         assert mp is not None
@@ -214,8 +246,11 @@ def _kinds(rt: Runtime) -> dict[str, str]:
     return kinds
 
 
-def build_reference_profile(rt: Runtime) -> tuple[ReferenceProfile, str]:
-    """Profile the monitor's reference file; returns (profile, reference sha256)."""
+def build_reference_profile(rt: Runtime, *, label: str | None = None) -> tuple[ReferenceProfile, str]:
+    """Profile the monitor's reference file; returns (profile, reference sha256).
+
+    ``label`` names the reference in the profile (an API dataset id rather than the server path).
+    """
     path = rt.spec.resolve(rt.spec.reference)
     ds = read_dataset(path, label="reference")
     frame = ds.frame
@@ -245,38 +280,89 @@ def build_reference_profile(rt: Runtime) -> tuple[ReferenceProfile, str]:
         sample_weight=w,
         kinds=_kinds(rt),
         source={
-            "path": rt.spec.reference,
+            "path": label or rt.spec.reference,
             "sha256": ds.sha256,
             "rows": ds.rows,
+            "size": path.stat().st_size,
+            "mtime_ns": path.stat().st_mtime_ns,
             "model_sha256": rt.model.sha256,
+            "key": profile_key(rt.spec, rt.audit),
         },
     )
     return prof, ds.sha256
 
 
-def ensure_monitor(session: Session, mspec: MonitorSpec, *, org_id: str | None = None) -> store.Monitor:
-    """Create or update the monitor row; (re)build the profile only when the reference file changed."""
+def ensure_monitor(
+    session: Session,
+    mspec: MonitorSpec,
+    *,
+    org_id: str | None = None,
+    notes: list[str] | None = None,
+    reference_label: str | None = None,
+) -> store.Monitor:
+    """Create or update the monitor row; (re)build the profile only when it is stale.
+
+    Stale = no stored profile, the reference file's content changed (re-hashed only when its size or
+    modification time changed), or :func:`profile_key` changed (model file, score convention,
+    features, protected attributes). Once a profile is stored the reference file is not needed:
+    if it has gone, the stored profile is used as long as nothing it depends on has changed.
+    ``notes`` collects what happened, for the CLI to print; ``reference_label`` names the reference
+    in the profile (the API's dataset id).
+    """
+    import json
+
+    notes = notes if notes is not None else []
     row = store.find_monitor(session, org_id, mspec.name)
     ref_path = mspec.resolve(mspec.reference)
-    if not ref_path.exists():
-        raise InputError(
-            "reference file not found",
-            file=str(ref_path),
-            field="reference",
-            expected="the development data file to profile",
+    stored: dict[str, Any] = json.loads(row.profile).get("source", {}) if row and row.profile else {}
+    key = profile_key(mspec, load_audit(mspec))
+    if not ref_path.is_file():
+        if row is None or row.profile is None:
+            raise InputError(
+                "reference file not found",
+                file=str(ref_path),
+                field="reference",
+                expected="the development data file to profile",
+            )
+        if stored.get("key") != key:
+            raise InputError(
+                "reference file not found, and the model or the audit spec changed since the stored "
+                "profile was built, so the profile cannot be reused",
+                file=str(ref_path),
+                field="reference",
+                expected="the reference file back in place to rebuild the profile",
+            )
+        notes.append(
+            f"reference file {ref_path.name} not found: using the stored profile {row.profile_sha256}"
         )
-    ref_sha = sha256_file(ref_path)
+        row.config = mspec.config()
+        row.updated_at = dt.datetime.now(dt.UTC)
+        session.flush()
+        return row
+    st = ref_path.stat()
+    same_file = stored.get("size") == st.st_size and stored.get("mtime_ns") == st.st_mtime_ns
+    ref_sha = row.reference_sha256 if row is not None and same_file else sha256_file(ref_path)
     if row is None:
         row = store.Monitor(id=store.new_id("mon"), org_id=org_id, name=mspec.name, config=mspec.config())
         session.add(row)
     else:
         row.config = mspec.config()
-    if row.profile is None or row.reference_sha256 != ref_sha:
+    why = (
+        "no stored profile"
+        if row.profile is None
+        else "the reference file changed"
+        if row.reference_sha256 != ref_sha
+        else "the model or the audit spec changed"
+        if stored.get("key") != key
+        else None
+    )
+    if why:
         rt = load_runtime(mspec)
-        prof, sha = build_reference_profile(rt)
+        prof, sha = build_reference_profile(rt, label=reference_label)
         row.profile = prof.model_dump_json()
         row.profile_sha256 = prof.sha256
         row.reference_sha256 = sha
+        notes.append(f"profiled {ref_path.name} ({prof.n_rows:,} rows; {why}): profile {prof.sha256}")
     row.updated_at = dt.datetime.now(dt.UTC)
     session.flush()
     return row
@@ -521,35 +607,62 @@ def run_window(
         assert row.profile is not None
         profile = load_profile(row.profile.encode(), source=f"monitor {row.name}: stored profile")
         done = store.processed_sources(session, row.id)
+        retry = None
         if path is None:
+            if not mspec.source:
+                return WindowOutcome(
+                    row.id, None, None, None, "the monitor has no 'source': give a file with --file"
+                )
             picked = pick_source(mspec, done)
             if picked is None:
                 return WindowOutcome(row.id, None, None, None, "no unprocessed file matches the source")
             path, sha = picked
         else:
             sha = sha256_file(path)
-            if sha in done:
-                return WindowOutcome(row.id, None, None, None, f"{path.name} was already processed")
-        seq = store.next_seq(session, row.id)
-        win = store.MonitorWindow(
-            id=store.new_id("win"),
-            monitor_id=row.id,
-            seq=seq,
-            source=source_label or str(path),
-            source_sha256=sha,
-            status="running",
-        )
-        session.add(win)
-        try:
-            session.commit()  # claims the file: the unique (monitor, sha256) stops a second runner
-        except Exception:
-            session.rollback()
-            return WindowOutcome(row.id, None, None, None, f"{path.name} is being processed by another run")
+            prev = store.window_for_source(session, row.id, sha)
+            if prev is not None and prev.status != "failed":
+                what = "is being processed" if prev.status == "running" else "was already processed"
+                shown = source_label or path.name
+                return WindowOutcome(row.id, None, None, None, f"{shown} {what} (window {prev.seq})")
+            retry = prev  # a file whose window failed is retried when named explicitly
+        label = source_label or str(path)
+        if retry is not None:
+            # claim the failed window in place (same seq); the status guard stops a second runner
+            claimed = session.execute(
+                update(store.MonitorWindow)
+                .where(store.MonitorWindow.id == retry.id, store.MonitorWindow.status == "failed")
+                .values(status="running", error=None, source=label, created_at=dt.datetime.now(dt.UTC))
+            )
+            session.commit()
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                shown = source_label or path.name
+                return WindowOutcome(row.id, None, None, None, f"{shown} is being processed by another run")
+            win = retry
+            seq = retry.seq
+        else:
+            seq = store.next_seq(session, row.id)
+            win = store.MonitorWindow(
+                id=store.new_id("win"),
+                monitor_id=row.id,
+                seq=seq,
+                source=label,
+                source_sha256=sha,
+                status="running",
+            )
+            session.add(win)
+            try:
+                session.commit()  # claims the file: the unique (monitor, sha256) stops a second runner
+            except Exception:
+                session.rollback()
+                return WindowOutcome(
+                    row.id, None, None, None, f"{source_label or path.name} is being processed by another run"
+                )
         history = [
             w.result
-            for w in store.windows(session, row.id, limit=mspec.trend_windows)
-            if w.result and w.status == "succeeded" and w.id != win.id
+            for w in store.windows(session, row.id, limit=mspec.trend_windows, before_seq=seq)
+            if w.result and w.status == "succeeded"
         ]
+        win_id = win.id
         monitor_name = row.name
     rt = load_runtime(mspec)
     rng = np.random.default_rng([rt.audit.seed, seq])
@@ -558,14 +671,15 @@ def run_window(
         partial, scores = compute_window(rt, profile, path, rng=rng, n_boot=n_boot)
     except Exception as exc:
         with sessions() as session:
-            w = session.get(store.MonitorWindow, win.id)
+            w = session.get(store.MonitorWindow, win_id)
             assert w is not None
-            w.status, w.error = "failed", str(exc)
+            # named as the caller named the file (an API dataset id, never the server path)
+            w.status, w.error = "failed", str(exc).replace(str(path), label)
             session.commit()
         raise
     created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     window_meta = {
-        "id": win.id,
+        "id": win_id,
         "seq": seq,
         "source": source_label or str(path),
         "sha256": sha,
@@ -583,7 +697,7 @@ def run_window(
         spath.parent.mkdir(parents=True, exist_ok=True)
         scores.to_parquet(spath, index=False)
     with sessions() as session:
-        w = session.get(store.MonitorWindow, win.id)
+        w = session.get(store.MonitorWindow, win_id)
         assert w is not None
         w.status, w.result, w.rows = "succeeded", out, int(partial["rows"])
         w.scores_path = str(spath) if spath else None
@@ -595,7 +709,7 @@ def run_window(
 
         def record(outcomes: list[dict[str, Any]]) -> None:
             with sessions() as s2:
-                w2 = s2.get(store.MonitorWindow, win.id)
+                w2 = s2.get(store.MonitorWindow, win_id)
                 if w2 is not None:
                     w2.alert_status = {
                         "state": "delivered" if all(o["ok"] for o in outcomes) else "failed",
@@ -605,7 +719,7 @@ def run_window(
 
         delivery = alerts_mod.deliver([a.model_dump() for a in mspec.alerts], payload, on_done=record)
     msg = f"window {seq} ({path.name}): {partial['rows']} rows, {len(out['alerts'])} alert(s)"
-    return WindowOutcome(row.id, win.id, seq, out, msg, delivery)
+    return WindowOutcome(row.id, win_id, seq, out, msg, delivery)
 
 
 def post_labels(
@@ -628,7 +742,12 @@ def post_labels(
             raise NotFound(f"monitor {monitor_id!r} not found")
         win = store.get_window(session, row.id, window_ref)
         if win is None or win.status != "succeeded":
-            raise NotFound(f"window {window_ref!r} of monitor {row.name!r} not found (or it failed)")
+            ok = [str(w.seq) for w in store.windows(session, row.id) if w.status == "succeeded"]
+            state = "not found" if win is None else f"{win.status}, not succeeded"
+            raise NotFound(
+                f"window {str(window_ref)!r} of monitor {row.name!r}: {state}; labels attach to a "
+                f"succeeded window (by sequence number or id); succeeded windows: {', '.join(ok) or 'none'}"
+            )
         mspec = monitor_from_config(row.config)
         rt = load_runtime(mspec)
         if not win.scores_path or not Path(win.scores_path).exists():
@@ -715,6 +834,10 @@ def history(sessions: sessionmaker[Session], monitor_id: str, *, org_id: str | N
                     "feature_psi": {k: v.get("psi") for k, v in (drift.get("features") or {}).items()},
                     "adverse_rate": (r.get("prediction") or {}).get("adverse_rate"),
                     "air": air,
+                    "air_ci": {
+                        a: {g: gv.get("air_ci") for g, gv in av["groups"].items()}
+                        for a, av in ((r.get("fairness") or {}).get("attributes") or {}).items()
+                    },
                     "auc": perf.get("auc"),
                     "auc_ci": perf.get("auc_ci"),
                     "n_alerts": len(r.get("alerts") or []),
@@ -722,8 +845,24 @@ def history(sessions: sessionmaker[Session], monitor_id: str, *, org_id: str | N
                     "labels_at": w.labels_at.isoformat() if w.labels_at else None,
                 }
             )
+        import json
+
+        prof = json.loads(row.profile) if row.profile else {}
+        src = prof.get("source") or {}
         return {
-            "monitor": {"id": row.id, "name": row.name, "profile_sha256": row.profile_sha256},
+            "monitor": {
+                "id": row.id,
+                "name": row.name,
+                "profile_sha256": row.profile_sha256,
+                "profile_created_at": prof.get("created_at"),
+                "reference": {
+                    "path": src.get("path"),
+                    "sha256": src.get("sha256"),
+                    "rows": prof.get("n_rows"),
+                    "model_sha256": src.get("model_sha256"),
+                },
+                "schedule": (row.config or {}).get("schedule"),
+            },
             "windows": points,
         }
 
@@ -740,12 +879,14 @@ __all__ = [
     "ensure_monitor",
     "history",
     "iter_frames",
+    "load_audit",
     "load_monitor",
     "load_runtime",
     "monitor_from_config",
     "parse_monitor",
     "pick_source",
     "post_labels",
+    "profile_key",
     "run_window",
     "trend",
     "window_performance",

@@ -3,10 +3,13 @@
 One job per scheduled monitor, id ``monitor:<id>``, cron from the monitor file (UTC). Why no run is
 ever duplicated, even across restarts:
 
-* the job store is persistent (table ``apscheduler_jobs`` in the same database) and jobs are added
-  with a fixed id and ``replace_existing=True``: a restart updates the one job, never adds a second;
-* ``coalesce=True``: runs missed while the server was down collapse into one run on start-up
-  (within ``misfire_grace_time``), and ``max_instances=1``: a slow window never overlaps the next;
+* the job store is persistent (table ``apscheduler_jobs`` in the same database) and each job has a
+  fixed id: a restart finds the one job and keeps it (its next run time included), never adds a
+  second; a job is re-scheduled only when its cron changed, and removed when its monitor has gone;
+* the scheduler starts paused, the jobs are synced, then it resumes: ``coalesce=True`` makes all the
+  runs missed while the server was down one run on start-up, however late (``misfire_grace_time``
+  None: a late window is still a window, as a run only takes the oldest unprocessed file), and
+  ``max_instances=1``: a slow window never overlaps the next;
 * each run claims its source file by inserting the window row first (unique monitor + file sha256),
   so a CLI run and a scheduled run racing for the same file process it once.
 """
@@ -21,6 +24,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
@@ -118,18 +122,22 @@ def sync_jobs(
             for m in store.list_monitors(session, all_orgs=True)
             if m.config.get("schedule")
         }
-    for job in scheduler.get_jobs():
-        if job.id.startswith(JOB_PREFIX) and job.id not in wanted:
+    existing = {job.id: job for job in scheduler.get_jobs()}
+    for job_id, job in existing.items():
+        if job_id.startswith(JOB_PREFIX) and job_id not in wanted:
             job.remove()
     for job_id, (mid, cron) in wanted.items():
-        scheduler.add_job(
-            run_scheduled,
-            trigger=trigger_factory(str(cron)),
-            id=job_id,
-            name=f"monitor {mid}",
-            args=[mid, url, str(settings.data_dir.resolve())],
-            replace_existing=True,
-        )
+        trigger = trigger_factory(str(cron))
+        args = [mid, url, str(settings.data_dir.resolve())]
+        job = existing.get(job_id)
+        if job is None:
+            scheduler.add_job(run_scheduled, trigger=trigger, id=job_id, name=f"monitor {mid}", args=args)
+            continue
+        # keep the stored job (and its next run time, so a run missed while down still happens)
+        if str(job.trigger) != str(trigger):
+            scheduler.reschedule_job(job_id, trigger=trigger)
+        if list(job.args) != args or job.misfire_grace_time is not None:
+            scheduler.modify_job(job_id, args=args, misfire_grace_time=None)
     return sorted(wanted)
 
 
@@ -144,13 +152,8 @@ def start(
     from service.store.migrate import upgrade
 
     upgrade(engine)
-    scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
-        executors={"default": ThreadPoolExecutor(max_workers=2)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
-        timezone="UTC",
-    )
-    scheduler.start()
+    scheduler = make_scheduler(engine)
+    scheduler.start(paused=True)  # nothing runs before the stored jobs match the monitors
     _RUNNING[engine.url.render_as_string(hide_password=False)] = scheduler
     sync_jobs(scheduler, engine, settings, trigger_factory=trigger_factory)
     if resync_seconds:
@@ -163,7 +166,27 @@ def start(
             args=[engine.url.render_as_string(hide_password=False), str(settings.data_dir)],
             replace_existing=True,
         )
+    scheduler.resume()
     return scheduler
+
+
+class _Scheduler(BackgroundScheduler):
+    def _process_jobs(self) -> float | None:
+        # APScheduler 3 wakes its loop once more after shutdown(); processing then would fail to
+        # submit a due job to the stopped executor and still advance its next run time (a lost run).
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()  # type: ignore[no-any-return]
+
+
+def make_scheduler(engine: Engine) -> BackgroundScheduler:
+    """A background scheduler on the persistent job store in ``engine`` (not started)."""
+    return _Scheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
+        executors={"default": ThreadPoolExecutor(max_workers=2)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        timezone="UTC",
+    )
 
 
 def _resync(url: str, data_dir: str) -> None:
@@ -175,4 +198,4 @@ def _resync(url: str, data_dir: str) -> None:
 _RUNNING: dict[str, Any] = {}
 
 
-__all__ = ["JOB_PREFIX", "cron_trigger", "run_scheduled", "start", "sync_jobs"]
+__all__ = ["JOB_PREFIX", "cron_trigger", "make_scheduler", "run_scheduled", "start", "sync_jobs"]

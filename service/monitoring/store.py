@@ -75,8 +75,17 @@ def list_monitors(session: Session, org_id: str | None = None, *, all_orgs: bool
 
 
 def processed_sources(session: Session, monitor_id: str) -> set[str]:
+    """sha256 of every file this monitor has taken (succeeded, running or failed)."""
     q = select(MonitorWindow.source_sha256).where(MonitorWindow.monitor_id == monitor_id)
     return set(session.scalars(q))
+
+
+def window_for_source(session: Session, monitor_id: str, sha256: str) -> MonitorWindow | None:
+    """The window that took the file with this sha256, if any."""
+    q = select(MonitorWindow).where(
+        MonitorWindow.monitor_id == monitor_id, MonitorWindow.source_sha256 == sha256
+    )
+    return session.scalar(q)
 
 
 def next_seq(session: Session, monitor_id: str) -> int:
@@ -89,9 +98,13 @@ def next_seq(session: Session, monitor_id: str) -> int:
     )
 
 
-def windows(session: Session, monitor_id: str, *, limit: int | None = None) -> list[MonitorWindow]:
-    """Windows in order (oldest first); the last ``limit`` when given."""
+def windows(
+    session: Session, monitor_id: str, *, limit: int | None = None, before_seq: int | None = None
+) -> list[MonitorWindow]:
+    """Windows in order (oldest first); the last ``limit`` (before ``before_seq``) when given."""
     q = select(MonitorWindow).where(MonitorWindow.monitor_id == monitor_id).order_by(MonitorWindow.seq.desc())
+    if before_seq is not None:
+        q = q.where(MonitorWindow.seq < before_seq)
     if limit is not None:
         q = q.limit(limit)
     return list(reversed(list(session.scalars(q))))
@@ -117,5 +130,6 @@ __all__ = [
     "new_id",
     "next_seq",
     "processed_sources",
+    "window_for_source",
     "windows",
 ]

@@ -22,13 +22,15 @@ Conventions (SPEC.md §3, stated again in every window result under ``convention
   plus the unseen bin when it is non-empty (its reference share floored at 1e-4); df = bins − 1.
 * **Fairness drift**: AIR = favorable_rate(group)/favorable_rate(reference) in the window, 95%
   percentile bootstrap CI over per-group counts (group sizes fixed), p-value of the difference in
-  favorable rates (Fisher exact when an expected cell < 5, else two-proportion z). An alert needs
+  favorable rates (Fisher exact when an expected cell < 5, else two-proportion z); ``shortfall`` =
+  ⌈air_min · FR_ref · n_g − favorable_g⌉ (0 when already there), as in the fairness audit. An alert needs
   AIR < ``air_min`` **and** p < ``significance``: a practical and a statistical criterion. AIR below
   0.8 is a screening signal (four-fifths rule, 29 CFR 1607.4(D)), not a finding of a violation.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -122,6 +124,7 @@ class GroupWindow(ResultModel):
     test: str | None
     reference_air: float | None
     air_change: float | None
+    shortfall: float | None = None
     alert: bool
 
 
@@ -397,9 +400,9 @@ class NumericAccumulator:
             order = np.argsort(v, kind="stable")
             vs, ws = v[order], vw[order]
             cw = np.concatenate([[0.0], np.cumsum(ws)])
-        if self.keep_values:
-            self.values.append(v)
-            self.weights.append(np.ones(v.size) if w is None else w[ok])
+        if self.keep_values:  # kept sorted: the exact KS/W1 then sorts already-sorted runs
+            self.values.append(vs)
+            self.weights.append(np.ones(vs.size) if ws is None else ws)
         if vs.size == 0:
             return
 
@@ -628,7 +631,9 @@ class WindowAccumulator:
                 pv, test = (None, None)
                 if i != r and n[i] > 0 and n[r] > 0:
                     pv, test = proportion_test(fav[i], n[i], fav[r], n[r])
-                ci = None
+                ci: list[float | None] | None = None
+                if reps is not None and i == r and np.isfinite(air):
+                    ci = [1.0, 1.0]  # the reference group, as the fairness audit reports it
                 if reps is not None and i != r and np.isfinite(air):
                     lo, hi = percentile_ci(reps[:, i])  # type: ignore[misc]
                     ci = ci_pair(lo, hi)  # type: ignore[arg-type]
@@ -641,6 +646,10 @@ class WindowAccumulator:
                     and pv < policy.significance
                     and n[i] >= policy.min_group_size
                 )
+                short = None
+                if np.isfinite(rate[r]) and rate[r] > 0:
+                    need = policy.air_min * float(rate[r]) * float(n[i]) - float(fav[i])
+                    short = float(max(0, math.ceil(need - 1e-9)))
                 groups[g] = GroupWindow(
                     n=float(n[i]),
                     share=_f(n[i] / total) if total > 0 else None,
@@ -653,6 +662,7 @@ class WindowAccumulator:
                     test=test,
                     reference_air=ref_air,
                     air_change=_f(air - ref_air) if ref_air is not None and np.isfinite(air) else None,
+                    shortfall=short,
                     alert=alert,
                 )
             out[attr] = AttributeWindow(reference=ap.reference, groups=groups)
@@ -723,10 +733,11 @@ def window_alerts(
                         "fairness",
                         "high",
                         f"Adverse impact ratio below the threshold for {attr}={g}",
-                        f"AIR {gw.air:.3f} (95% CI {gw.air_ci}) vs reference group '{aw.reference}', "
-                        f"p = {gw.air_p_value:.3g}; reference-profile AIR {gw.reference_air}. A screening "
-                        "signal for fair-lending review (four-fifths rule, 29 CFR 1607.4(D)), "
-                        "not a legal finding",
+                        f"AIR {gw.air:.3f}{_ci_text(gw.air_ci)} vs reference group '{aw.reference}', "
+                        f"p = {gw.air_p_value:.3g}, n = {gw.n:,.0f}; reference-profile AIR "
+                        f"{'n/a' if gw.reference_air is None else format(gw.reference_air, '.3f')}; "
+                        f"shortfall {gw.shortfall or 0:,.0f} favorable decisions. A screening signal for "
+                        "fair-lending review (four-fifths rule, 29 CFR 1607.4(D)), not a legal finding",
                         metric="air",
                         value=gw.air,
                         policy=policy,
@@ -734,6 +745,12 @@ def window_alerts(
                     )
                 )
     return out
+
+
+def _ci_text(ci: list[float | None] | None) -> str:
+    if not ci or any(v is None for v in ci):
+        return ""
+    return f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
 
 
 def fairness_as_dict(fairness: dict[str, AttributeWindow]) -> dict[str, Any]:

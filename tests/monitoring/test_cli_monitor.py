@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,8 @@ import yaml
 
 from tests.conftest import run_cli
 from tests.monitoring.conftest import SHIFT, write_monitor
+
+TARGET = "default.payment.next.month"
 
 
 def _bad(tmp_path, doc: dict) -> str:
@@ -97,6 +100,85 @@ def test_run_labels_history_report(tmp_path):
     a3 = np.maximum(np.diff([0, *[(cur3 <= x).sum() for x in edges], cur3.size]) / cur3.size, 1e-4)
     psi3 = float(np.sum((a3 - e) * np.log(a3 / e)))
     assert "Monitoring report: taiwan-test" in text and "Trends" in text
-    assert f"LIMIT_BAL {psi3:.3f}" in text  # latest window (window_3.csv), PSI from the SPEC formula
+    assert f"LIMIT_BAL numeric {psi3:.3f}" in text  # latest window (window_3.csv), PSI from the SPEC formula
     assert "psi_amber 0.1 policy" in text and "air_min 0.8 default" in text  # thresholds labelled
     assert len(PdfReader(pdf).pages) >= 2
+
+
+def _inproc(monkeypatch, capsys, data_dir, *args: str) -> tuple[int, str, str]:
+    """``assay ARGS`` through the console-script entry point, in this process (fast)."""
+    import sys
+
+    from service import cli
+
+    monkeypatch.setenv("ASSAY_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(sys, "argv", ["assay", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bad_window_and_labels_inputs_exit_2_naming_file_field_expected(tmp_path, monkeypatch, capsys):
+    d = tmp_path / "d"
+    mon = str(write_monitor(tmp_path))
+    labels = str(SHIFT / "labels" / "window_3.csv")
+    cases = [
+        (("monitor", "run", mon, "--file", "nope.csv"), "nope.csv: field '--file': file not found"),
+        (
+            ("monitor", "run", mon, "--file", labels),
+            f"{labels}: field 'features': column 'LIMIT_BAL' is missing from the window. Expected: the "
+            "model's feature columns",
+        ),
+    ]
+    for args, message in cases:
+        code, _out, err = _inproc(monkeypatch, capsys, d, *args)
+        assert code == 2 and message in err and "Traceback" not in err, err
+    code, out, err = _inproc(monkeypatch, capsys, d, "monitor", "run", mon, "-q")
+    assert code == 0 and "window 2 (window_2.csv)" in out, err  # window 1 is the failed one above
+    w1 = str(SHIFT / "incoming" / "window_1.csv")
+    code, _out, err = _inproc(monkeypatch, capsys, d, "monitor", "labels", mon, w1, "--window", "2", "-q")
+    assert code == 2 and f"{w1}: field 'target': the labels have no column '{TARGET}'" in err, err
+    code, _out, err = _inproc(monkeypatch, capsys, d, "monitor", "labels", mon, labels, "--window", "9", "-q")
+    assert code == 2 and "window '9'" in err and "succeeded windows: 2" in err, err
+    code, _out, err = _inproc(monkeypatch, capsys, d, "monitor", "labels", mon, labels, "-q")
+    assert code == 2 and "--window" in err, err  # a required option, as a usage error
+    doc = yaml.safe_load(Path(mon).read_text())
+    doc.pop("source")
+    code, _out, err = _inproc(monkeypatch, capsys, d, "monitor", "run", _bad(tmp_path, doc), "-q")
+    assert code == 2 and "field 'source': the monitor has no source" in err and "--file FILE" in err, err
+
+
+def test_evidently_html_export_of_a_window(tmp_path, monkeypatch, capsys):
+    """``--evidently-html`` writes evidently's DataDriftPreset report for the window just run."""
+    import os
+
+    from service.monitoring import export
+
+    sample = export._sample
+    monkeypatch.setattr(export, "_sample", lambda frame, _max, seed: sample(frame, 2000, seed))  # speed
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    html = tmp_path / "ev" / "window.html"
+    mon = str(write_monitor(tmp_path))
+    w3 = str(SHIFT / "incoming" / "window_3.csv")
+    code, out, err = _inproc(
+        monkeypatch,
+        capsys,
+        tmp_path / "d",
+        "monitor",
+        "run",
+        mon,
+        "--file",
+        w3,
+        "--evidently-html",
+        str(html),
+    )
+    assert code == 0, err
+    assert f"wrote evidently report: {html}" in out and "window 1 (window_3.csv)" in out
+    text = html.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html") or "<html" in text[:2000].lower()
+    assert "Drift for column PAY_0" in text and "Drift for column EDUCATION" in text  # one per feature
+    assert os.path.getsize(html) > 100_000

@@ -1,12 +1,17 @@
 """Drift numbers vs evidently 0.7.23 on the same data (the oracle named in issue 9).
 
-Equal within 1e-6: the KS p-value, normed Wasserstein, Jensen–Shannon distance (categorical),
-chi-square p-value and categorical PSI. KS p-value convention: ours is always the asymptotic Smirnov
-p-value; scipy's ``ks_2samp`` default (which evidently calls) switches to the exact distribution when
-both samples have at most 10,000 rows, so the samples here are larger and both sides are asymptotic.
-Numeric PSI: evidently bins on ``np.histogram_bin_edges(ref+cur, "sturges")`` (equal width) where we
-use reference deciles (SPEC.md §3), so the values differ by design; we check that our PSI formula
-applied to evidently's own bins gives evidently's number.
+Equal within 1e-6: the KS p-value, normed Wasserstein, Jensen–Shannon distance (categorical, also
+with a category the reference never had), chi-square p-value and categorical PSI (also with an unseen
+category). KS p-value convention: ours is always the asymptotic Smirnov p-value; scipy's ``ks_2samp``
+default (which evidently calls) switches to the exact distribution when both samples have at most
+10,000 rows, so the samples here are larger and both sides are asymptotic.
+
+Numeric PSI, the exact convention difference: evidently bins on ``np.histogram_bin_edges(ref+cur,
+"sturges")`` (equal width, left-closed [a,b)) where we use reference deciles, right-closed (SPEC.md
+§3), so the values differ by design. Given evidently's edges as the profile's bins, our window
+accumulator reproduces evidently's PSI (continuous data: no value falls on an edge). Empty bins: both
+use 1e-4 when no other bin is below 1e-4 (evidently replaces exact zeros by 1e-4, or by the smallest
+non-zero share / 1e6 when that is ≤ 1e-4; we floor every share below 1e-4 at 1e-4).
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.audits._stats import psi
+from service.audits._stats import bin_counts, psi
 from service.config import PolicySpec
-from service.monitoring.profile import build_profile
-from service.monitoring.window import WindowAccumulator
+from service.monitoring.profile import build_profile, numeric_profile
+from service.monitoring.window import NumericAccumulator, WindowAccumulator
 
 TOL = 1e-6
 
@@ -34,6 +39,7 @@ def frames():
             "num": rng.normal(0, 1, n),
             "wide": rng.gamma(2.0, 3.0, n),
             "cat": rng.choice(list("abcde"), n, p=[0.3, 0.25, 0.2, 0.15, 0.1]),
+            "cat2": rng.choice(list("pqr"), n, p=[0.5, 0.3, 0.2]),
         }
     )
     cur = pd.DataFrame(
@@ -41,6 +47,7 @@ def frames():
             "num": rng.normal(0.02, 1.02, m),
             "wide": rng.gamma(2.06, 3.0, m),
             "cat": rng.choice(list("abcde"), m, p=[0.26, 0.25, 0.22, 0.15, 0.12]),
+            "cat2": rng.choice(list("pqrz"), m, p=[0.45, 0.3, 0.2, 0.05]),  # z: never in the reference
         }
     )
     return ref, cur
@@ -62,7 +69,7 @@ def evidently_values(frames):
     from evidently.metrics import ValueDrift
 
     ref, cur = frames
-    dd = DataDefinition(numerical_columns=["num", "wide"], categorical_columns=["cat"])
+    dd = DataDefinition(numerical_columns=["num", "wide"], categorical_columns=["cat", "cat2"])
     metrics = [
         ValueDrift(column="num", method="ks"),
         ValueDrift(column="wide", method="ks"),
@@ -72,6 +79,9 @@ def evidently_values(frames):
         ValueDrift(column="cat", method="jensenshannon"),
         ValueDrift(column="cat", method="chisquare"),
         ValueDrift(column="cat", method="psi"),
+        ValueDrift(column="wide", method="psi"),
+        ValueDrift(column="cat2", method="psi"),
+        ValueDrift(column="cat2", method="jensenshannon"),
     ]
     snap = Report(metrics).run(
         current_data=Dataset.from_pandas(cur, data_definition=dd),
@@ -97,6 +107,53 @@ def test_categorical_js_chi2_psi_match_evidently(ours, evidently_values):
     assert c.js == pytest.approx(evidently_values[("cat", "jensenshannon")], abs=TOL)
     assert c.chi2_p_value == pytest.approx(evidently_values[("cat", "chisquare")], abs=TOL)
     assert c.psi == pytest.approx(evidently_values[("cat", "psi")], abs=TOL)
+
+
+def test_categorical_with_unseen_category_matches_evidently(ours, evidently_values):
+    """evidently gives the new category its own bin (reference share 0 -> 1e-4); ours is the unseen bin."""
+    c = ours["cat2"]
+    assert c.new_categories == ["z"] and c.unseen_share > 0.04
+    assert c.psi == pytest.approx(evidently_values[("cat2", "psi")], abs=TOL)
+    assert c.js == pytest.approx(evidently_values[("cat2", "jensenshannon")], abs=TOL)
+
+
+def _sturges_edges(ref: pd.Series, cur: pd.Series) -> np.ndarray:
+    """evidently's numeric PSI bins (legacy ``get_binned_data``), computed here with numpy."""
+    return np.histogram_bin_edges(np.concatenate([ref.to_numpy(), cur.to_numpy()]), bins="sturges")
+
+
+@pytest.mark.parametrize("col", ["num", "wide"])
+def test_window_psi_on_evidently_bins_equals_evidently(frames, evidently_values, col):
+    """Our profile + window accumulator, given evidently's bin edges, gives evidently's PSI."""
+    ref, cur = frames
+    edges = _sturges_edges(ref[col], cur[col])
+    inner = edges[1:-1]  # all data lie in [edges[0], edges[-1]]: our open end bins hold the same rows
+    x = ref[col].to_numpy(float)
+    assert not np.isin(np.concatenate([x, cur[col].to_numpy(float)]), inner).any()  # no value on an edge
+    prof = numeric_profile(x)
+    prof.edges, prof.counts = inner.tolist(), bin_counts(x, inner).tolist()
+    acc = NumericAccumulator(prof)
+    for part in np.array_split(cur[col].to_numpy(float), 3):
+        acc.update(part)
+    got = acc.result(PolicySpec())
+    evid = evidently_values[(col, "psi")]
+    e, a = np.array(got.reference_shares), np.array(got.current_shares)
+    if col == "num":  # no share below 1e-4 on either side: no floor involved, the numbers agree
+        assert min(e.min(), a.min()) > 1e-4
+        assert got.psi == pytest.approx(evid, abs=TOL)
+    else:
+        # a long right tail: empty reference bins next to single-row bins (1/12000 < 1e-4). The whole
+        # difference is the zero convention: evidently's rule applied to OUR bin shares gives its number.
+        assert (e == 0).any() and 0 < e[e > 0].min() <= 1e-4
+        assert got.psi == pytest.approx(psi(e, a, floor=1e-4), abs=1e-12)  # ours: SPEC.md §3 floor
+        assert abs(got.psi - evid) > 1e-3
+
+        def evidently_fill(p: np.ndarray) -> np.ndarray:
+            low = p[p > 0].min()
+            return np.where(p == 0, low / 1e6 if low <= 1e-4 else 1e-4, p)
+
+        ef, af = evidently_fill(e), evidently_fill(a)
+        assert float(np.sum((ef - af) * np.log(ef / af))) == pytest.approx(evid, abs=TOL)
 
 
 def test_numeric_psi_formula_on_evidently_bins(frames, ours, evidently_values):

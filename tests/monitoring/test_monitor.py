@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightgbm as lgb
@@ -132,3 +133,128 @@ def test_parquet_window_streamed_in_chunks_equals_csv_window(tmp_path):
     ref = pd.read_csv(SHIFT / "reference.csv")["BILL_AMT1"].to_numpy(float)
     cur = pd.read_csv(csv)["BILL_AMT1"].to_numpy(float)
     assert streamed["drift"]["features"]["BILL_AMT1"]["psi"] == pytest.approx(_psi(ref, cur), abs=1e-12)
+
+
+def test_failed_window_is_skipped_by_the_schedule_and_retried_when_named(db, tmp_path, monkeypatch):
+    import service.monitoring.monitor as monitor_mod
+
+    sessions, data_dir, _mspec, mid = _setup(db, tmp_path)
+    real = monitor_mod.compute_window
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full while reading")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitor_mod, "compute_window", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        run_window(sessions, mid, data_dir=data_dir, deliver_alerts=False)
+    with sessions() as s:
+        failed = store.get_window(s, mid, 1)
+        assert failed.status == "failed" and "disk full" in failed.error
+        failed_path = Path(failed.source)
+    nxt = run_window(sessions, mid, data_dir=data_dir, deliver_alerts=False)  # the next file, not a retry
+    assert nxt.seq == 2 and Path(nxt.result["window"]["source"]).name != failed_path.name
+    again = run_window(sessions, mid, data_dir=data_dir, path=failed_path, deliver_alerts=False)
+    assert again.seq == 1 and again.result["window"]["seq"] == 1  # retried in place
+    with sessions() as s:
+        assert [(w.seq, w.status) for w in store.windows(s, mid)] == [(1, "succeeded"), (2, "succeeded")]
+    dup = run_window(sessions, mid, data_dir=data_dir, path=failed_path, deliver_alerts=False)
+    assert dup.result is None and dup.message == f"{failed_path.name} was already processed (window 1)"
+
+
+def test_stored_profile_is_used_without_the_reference_file(db, tmp_path):
+    """Windows never re-read the reference: with the file gone the stored profile still serves."""
+    import shutil
+
+    import yaml
+
+    _engine, sessions, data_dir = db
+    ref = tmp_path / "reference.csv"
+    shutil.copy(SHIFT / "reference.csv", ref)
+    mpath = write_monitor(tmp_path)
+    doc = yaml.safe_load(mpath.read_text())
+    mpath.write_text(yaml.safe_dump({**doc, "reference": str(ref)}))
+    notes: list[str] = []
+    with sessions() as s:
+        row = ensure_monitor(s, load_monitor(mpath), notes=notes)
+        s.commit()
+        mid, sha = row.id, row.profile_sha256
+    assert notes and notes[0].startswith("profiled reference.csv (15,000 rows; no stored profile)")
+    ref.unlink()
+    notes.clear()
+    with sessions() as s:
+        assert ensure_monitor(s, load_monitor(mpath), notes=notes).profile_sha256 == sha
+        s.commit()
+    assert notes == [f"reference file reference.csv not found: using the stored profile {sha}"]
+    out = run_window(sessions, mid, data_dir=data_dir, deliver_alerts=False)
+    assert out.result["window"]["profile_sha256"] == sha and out.result["rows"] == 5000
+    # a changed score threshold makes the stored profile stale (adverse decisions, AIR): refuse ...
+    audit = yaml.safe_load((SHIFT / "audit.yaml").read_text())
+    audit["model"] = str(SHIFT.parent / "taiwan" / "model.txt")
+    audit["dataset"] = str(SHIFT / "reference.csv")
+    audit.pop("oot_dataset")
+    audit["score"]["threshold"] = 0.5
+    apath = tmp_path / "audit.yaml"
+    apath.write_text(yaml.safe_dump(audit))
+    mpath.write_text(yaml.safe_dump({**doc, "reference": str(ref), "audit": str(apath)}))
+    with sessions() as s, pytest.raises(InputError, match="model or the audit spec changed"):
+        ensure_monitor(s, load_monitor(mpath))
+    # ... and rebuild once the reference is back
+    shutil.copy(SHIFT / "reference.csv", ref)
+    notes.clear()
+    with sessions() as s:
+        row = ensure_monitor(s, load_monitor(mpath), notes=notes)
+        s.commit()
+        assert row.profile_sha256 != sha
+        prof = json.loads(row.profile)
+    assert "the model or the audit spec changed" in notes[0]
+    expected = (_predict(lgb.Booster(model_file=audit["model"]), pd.read_csv(ref)) >= 0.5).mean()
+    assert prof["adverse_rate"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_taiwan_synthetic_shift_is_found(tmp_path, booster):
+    """The documented window-3 shift (fixtures/taiwan_shift/SOURCE.md) raises what the README says:
+    PAY_0 and EDUCATION amber, code 7 new, score adverse rate up, AIR of 18-25 below 0.8 with an alert;
+    window 1 (unchanged rows) raises no fairness alert. AIR recomputed with LightGBM + pandas."""
+    from scipy import stats
+
+    from service.monitoring.monitor import build_reference_profile, compute_window, load_runtime
+
+    rt = load_runtime(load_monitor(SHIFT / "monitor.yaml"))
+    prof, _ = build_reference_profile(rt)
+    res = {
+        name: compute_window(
+            rt, prof, SHIFT / "incoming" / name, rng=np.random.default_rng(0), n_boot=200, keep_scores=False
+        )[0]
+        for name in ("window_1.csv", "window_3.csv")
+    }
+    w3 = pd.read_csv(SHIFT / "incoming" / "window_3.csv")
+    fav = pd.Series(_predict(booster, w3) < 0.35)
+    band = pd.cut(w3["AGE"], [18, 25, 40, 62, 120], right=False).astype(str)
+    rate = fav.groupby(band).mean()
+    young = res["window_3.csv"]["fairness"]["attributes"]["age"]["groups"]["18-25"]
+    assert young["n"] == (band == "[18, 25)").sum()
+    assert (
+        young["air"] == pytest.approx(rate["[18, 25)"] / rate["[25, 40)"], rel=1e-12) and young["air"] < 0.8
+    )
+    x1, n1 = fav[band == "[18, 25)"].sum(), (band == "[18, 25)").sum()
+    x0, n0 = fav[band == "[25, 40)"].sum(), (band == "[25, 40)").sum()
+    p = (x1 + x0) / (n1 + n0)
+    z = (x1 / n1 - x0 / n0) / np.sqrt(p * (1 - p) * (1 / n1 + 1 / n0))
+    assert young["air_p_value"] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-6) and young["alert"]
+    assert young["air_ci"][1] < 0.85 and young["reference_air"] > 0.85
+    f3 = res["window_3.csv"]["drift"]["features"]
+    assert f3["PAY_0"]["traffic_light"] == "amber" and f3["EDUCATION"]["traffic_light"] == "amber"
+    assert f3["EDUCATION"]["new_categories"] == ["7"]
+    pred = res["window_3.csv"]["prediction"]
+    assert (
+        pred["adverse_rate"] == pytest.approx(1 - fav.mean(), abs=1e-12)
+        and pred["adverse_rate_p_value"] < 1e-6
+    )
+    titles = [a["title"] for a in res["window_3.csv"]["alerts"]]
+    assert "Adverse impact ratio below the threshold for age=18-25" in titles
+    assert not any(a["section"] == "fairness" for a in res["window_1.csv"]["alerts"])
+    assert res["window_1.csv"]["drift"]["score"]["traffic_light"] == "green"

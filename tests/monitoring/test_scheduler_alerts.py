@@ -142,3 +142,78 @@ def test_cron_matches_standard_cron_semantics(expr, expected):
         t = trig.get_next_fire_time(None, t + dt.timedelta(seconds=1) if got else t)
         got.append(t.replace(tzinfo=None))
     assert got == expected
+
+
+def test_assay_serve_runs_missed_schedule_once_and_alerts(tmp_path, receiver):
+    """``assay serve`` (a real process) runs the stored schedule: the runs missed while it was down
+    are one window on start-up (three unprocessed files, several missed fire times), the local
+    webhook gets that window's alerts, and the job keeps one future next run time."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from service.store.db import make_engine, session_factory
+    from service.store.migrate import upgrade
+    from tests.conftest import REPO
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    engine = make_engine(settings)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    now = dt.datetime.now(dt.UTC)
+    cron = f"0 {(now.hour + 12) % 24} * * *"  # daily, the next regular fire at least 11 h away
+    port = receiver.server_address[1]
+    mpath = write_monitor(tmp_path, alerts=[{"webhook": f"http://127.0.0.1:{port}/ok"}], schedule=cron)
+    with sessions() as s:
+        mid = ensure_monitor(s, load_monitor(mpath)).id
+        s.commit()
+    # the server was down for the last four fire times: store the job as a server stopped then would
+    sched = scheduler.make_scheduler(engine)
+    sched.start(paused=True)
+    scheduler.sync_jobs(sched, engine, settings)
+    missed = scheduler.cron_trigger(cron).get_next_fire_time(None, now - dt.timedelta(days=4))
+    sched.modify_job(f"monitor:{mid}", next_run_time=missed)
+    sched.shutdown(wait=False)
+    engine.dispose()
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        api_port = sk.getsockname()[1]
+    env = {**os.environ, "ASSAY_DATA_DIR": str(data), "ASSAY_WORKERS": "1", "ASSAY_LOG_LEVEL": "WARNING"}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(api_port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        assert _wait(lambda: len(receiver.calls) >= 1, 90), (tmp_path / "serve.log").read_text()[-3000:]
+        assert httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5).status_code == 200
+        time.sleep(3)  # a duplicate run would show up here
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    engine = make_engine(settings)
+    sessions = session_factory(engine)
+    assert _count_windows(sessions, mid) == 1
+    assert [c[2]["window"]["seq"] for c in receiver.calls] == [1]
+    body = receiver.calls[0][2]
+    assert body["monitor"] == {"id": mid, "name": "taiwan-test"} and body["alerts"]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, next_run_time FROM apscheduler_jobs")).all()
+    jobs = dict(rows)
+    assert set(jobs) == {f"monitor:{mid}", "assay:monitor-resync"}
+    assert jobs[f"monitor:{mid}"] > time.time() + 11 * 3600  # the next regular fire, once
+    engine.dispose()

@@ -203,6 +203,93 @@ def test_fairness_window_air_ci_and_test():
     assert not fair.groups["g2"].alert  # AIR ≈ 0.97
     ref_rate = pd.Series(~ref_adv).groupby(ref_g).mean()
     assert g1.reference_air == pytest.approx(ref_rate[1] / ref_rate[0], rel=1e-12)
+    # shortfall: favorable decisions g1 lacks for AIR to reach 0.8, counted directly
+    need = 0
+    while (x1 + need) / n1 / (x0 / n0) < POLICY.air_min:
+        need += 1
+    assert g1.shortfall == need and fair.groups["g2"].shortfall == 0 and fair.groups["ref"].shortfall == 0
+    assert fair.groups["ref"].air_ci == [1.0, 1.0]  # the reference group, as the fairness audit has it
+
+
+def _pooled_z_p(x1: float, n1: float, x2: float, n2: float) -> float:
+    p = (x1 + x2) / (n1 + n2)
+    z = (x1 / n1 - x2 / n2) / np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    return float(2 * stats.norm.sf(abs(z)))
+
+
+def test_prediction_drift_vs_direct_computation():
+    rng = np.random.default_rng(21)
+    ref_score = rng.beta(2, 6, 8000)
+    prof = build_profile(
+        pd.DataFrame({"x": rng.normal(size=8000)}), ["x"], score=ref_score, adverse=ref_score >= 0.4
+    )
+    cur_score = rng.beta(2.4, 6, 5000)
+    cur_adv = cur_score >= 0.4
+    acc = WindowAccumulator(prof)
+    for part in np.array_split(np.arange(5000), 4):
+        acc.update(
+            pd.DataFrame({"x": rng.normal(size=part.size)}), score=cur_score[part], adverse=cur_adv[part]
+        )
+    pred = acc.prediction()
+    assert pred.mean_score == pytest.approx(cur_score.mean(), rel=1e-12)
+    assert pred.reference_mean_score == pytest.approx(ref_score.mean(), rel=1e-12)
+    assert pred.adverse_rate == pytest.approx(cur_adv.mean(), abs=1e-15)
+    assert pred.reference_adverse_rate == pytest.approx((ref_score >= 0.4).mean(), abs=1e-15)
+    assert pred.adverse_rate_difference == pytest.approx(cur_adv.mean() - (ref_score >= 0.4).mean())
+    x_ref = (ref_score >= 0.4).sum()
+    assert pred.adverse_rate_p_value == pytest.approx(_pooled_z_p(cur_adv.sum(), 5000, x_ref, 8000), rel=1e-9)
+    drift = acc.drift(POLICY)
+    assert drift.score.psi == pytest.approx(_direct_decile_psi(ref_score, cur_score), abs=TOL)
+
+
+def test_missing_rate_jump_raises_an_alert_only_when_large_and_significant():
+    from service.monitoring.window import window_alerts
+
+    rng = np.random.default_rng(8)
+    ref = rng.normal(size=10_000)
+    ref[rng.random(10_000) < 0.05] = np.nan
+    prof = build_profile(pd.DataFrame({"a": ref, "b": ref.copy()}), ["a", "b"])
+    a = rng.normal(size=4000)
+    a[rng.random(4000) < 0.15] = np.nan  # 5% -> ~15%: alert
+    b = rng.normal(size=4000)
+    b[rng.random(4000) < 0.06] = np.nan  # 5% -> ~6%: below missing_gap_max, no alert
+    acc = WindowAccumulator(prof)
+    acc.update(pd.DataFrame({"a": a, "b": b}))
+    drift = acc.drift(POLICY)
+    da = drift.features["a"]
+    assert da.missing_rate == pytest.approx(
+        np.isnan(a).mean()
+    ) and da.reference_missing_rate == pytest.approx(np.isnan(ref).mean())
+    assert da.missing_p_value == pytest.approx(
+        _pooled_z_p(np.isnan(a).sum(), 4000, np.isnan(ref).sum(), 10_000), rel=1e-9
+    )
+    titles = [f.title for f in window_alerts(drift, {}, POLICY)]
+    assert "Missing-rate increase in feature 'a'" in titles
+    assert not any("'b'" in t and "Missing" in t for t in titles)
+    assert drift.features["a"].psi == pytest.approx(_direct_decile_psi(ref, a), abs=TOL)  # NaNs in no bin
+
+
+def test_trend_slope_and_persistent_air_shortfall():
+    from service.monitoring.monitor import trend
+
+    def win(air: float, score_psi: float) -> dict:
+        return {
+            "drift": {"score": {"psi": score_psi}},
+            "fairness": {"attributes": {"age": {"groups": {"young": {"air": air}, "mid": {"air": 1.0}}}}},
+        }
+
+    airs = [0.95, 0.9, 0.78, 0.77, 0.74]
+    hist = [win(a, 0.01 * i) for i, a in enumerate(airs[:-1])]
+    out, findings = trend(hist, win(airs[-1], 0.2), POLICY, n=8)
+    assert out["windows"] == 5 and out["air"]["age"]["young"] == airs
+    assert out["score_psi"] == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.2])
+    assert out["air_slope"]["age"]["young"] == pytest.approx(stats.linregress(range(5), airs).slope, rel=1e-9)
+    assert out["air_slope"]["age"]["mid"] == pytest.approx(0.0, abs=1e-12)
+    assert [f.title for f in findings] == ["Persistent adverse impact ratio shortfall for age=young"]
+    assert findings[0].threshold == 0.8 and findings[0].threshold_source == "default"
+    # only the last n windows count; two low windows out of three are not persistent
+    out, findings = trend(hist[:3], win(0.9, 0.0), POLICY, n=3)
+    assert out["windows"] == 3 and out["air"]["age"]["young"] == [0.9, 0.78, 0.9] and findings == []
 
 
 def test_profile_is_sealed_and_tamper_evident():

@@ -45,6 +45,19 @@ def _relabel(exc: InputError, *, field: str | None = None, file: str | None = No
     return InputError(exc.message, file=file or exc.file, field=field or exc.field, expected=exc.expected)
 
 
+def _scrub(exc: InputError, names: dict[str, str]) -> InputError:
+    """The same error with server-side paths replaced by the caller's ids (``names``: path -> label)."""
+
+    def fix(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for path, label in sorted(names.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(path, label)
+        return text
+
+    return InputError(fix(exc.message) or "", file=fix(exc.file), field=exc.field, expected=fix(exc.expected))
+
+
 def _dataset_path(session: Session, request: Request, org_id: str, ref: Any, field: str) -> str:
     from service.jobs import resolve_spec
 
@@ -134,7 +147,20 @@ def create_monitor(
         raise Conflict(f"a monitor named {name!r} exists in your organisation; choose another name")
     resolved = _resolve(session, request, principal.org_id, body)
     mspec = parse_monitor(resolved, source="request body", base_dir=request.app.state.settings.data_dir)
-    row = ensure_monitor(session, mspec, org_id=principal.org_id)
+    names = {
+        str(mspec.resolve(mspec.reference)): f"dataset {body.get('reference')}",
+        str(resolved["reference"]): f"dataset {body.get('reference')}",
+    }
+    model_path = resolved["audit"].get("model")
+    if isinstance(model_path, str):
+        names[str(mspec.resolve(model_path))] = f"model {body['audit'].get('model')}"
+        names[model_path] = f"model {body['audit'].get('model')}"
+    try:
+        row = ensure_monitor(
+            session, mspec, org_id=principal.org_id, reference_label=str(body.get("reference"))
+        )
+    except InputError as exc:
+        raise _scrub(exc, names) from None
     audit(session, request, principal, "monitor.create", row.id, name=row.name)
     session.commit()
     return JSONResponse(_summary(row, 0), status_code=201, headers={"Location": f"/v1/monitors/{row.id}"})
@@ -193,9 +219,9 @@ def post_window(
             source_label=str(ref),
         )
     except InputError as exc:
-        raise _relabel(exc, file=f"dataset {ref}") from None
+        raise _scrub(_relabel(exc, file=f"dataset {ref}"), {path: f"dataset {ref}"}) from None
     if outcome.result is None:
-        raise Conflict(f"dataset {ref!r}: {outcome.message.split(': ', 1)[-1]}")
+        raise Conflict(outcome.message.replace(str(ref), f"dataset {ref!r}", 1))
     audit(session, request, principal, "monitor.window", outcome.window_id, monitor=monitor_id, dataset=ref)
     session.commit()
     return JSONResponse(
@@ -241,7 +267,10 @@ def post_labels(
     _monitor_or_404(session, principal.org_id, monitor_id)
     ref = body.get("dataset")
     path = _dataset_path(session, request, principal.org_id, ref, "dataset")
-    labels = read_dataset(Path(path), label=str(ref)).frame
+    try:
+        labels = read_dataset(Path(path), label="dataset").frame
+    except InputError as exc:
+        raise _scrub(exc, {path: f"dataset {ref}"}) from None
     try:
         result = attach(
             request.app.state.sessions, monitor_id, seq, labels, org_id=principal.org_id, source=str(ref)
