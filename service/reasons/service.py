@@ -27,6 +27,7 @@ from service.reasons.engine import ReasonEngine, allowed_columns, check_applican
 CACHE_SIZE = 8
 _cache: OrderedDict[str, ReasonEngine] = OrderedDict()
 _lock = threading.Lock()
+_building: dict[str, threading.Lock] = {}  # spec key -> held while that engine is being built
 
 
 def _key(spec: AuditSpec, proxy_screen: bool, blocked: list[str] | None) -> str:
@@ -46,13 +47,43 @@ def build_engine(
     progress: Callable[[str], None] | None = None,
     use_cache: bool = True,
 ) -> ReasonEngine:
-    """A reason engine for ``spec`` (development data = reference population)."""
+    """A reason engine for ``spec`` (development data = reference population).
+
+    Cached: concurrent calls for the same spec wait for one build (a build takes seconds of CPU,
+    and a burst of first requests each building its own engine would starve the process).
+    """
     key = _key(spec, proxy_screen, blocked_features)
-    if use_cache:
-        with _lock:
-            if key in _cache:
-                _cache.move_to_end(key)
-                return _cache[key]
+    if not use_cache:
+        return _build(spec, allow_pickle, proxy_screen, blocked_features, progress)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        gate = _building.setdefault(key, threading.Lock())
+    with gate:
+        try:
+            with _lock:
+                if key in _cache:  # built while this call waited
+                    _cache.move_to_end(key)
+                    return _cache[key]
+            engine = _build(spec, allow_pickle, proxy_screen, blocked_features, progress)
+            with _lock:
+                _cache[key] = engine
+                while len(_cache) > CACHE_SIZE:
+                    _cache.popitem(last=False)
+            return engine
+        finally:
+            with _lock:
+                _building.pop(key, None)
+
+
+def _build(
+    spec: AuditSpec,
+    allow_pickle: bool,
+    proxy_screen: bool,
+    blocked_features: list[str] | None,
+    progress: Callable[[str], None] | None,
+) -> ReasonEngine:
     from service.inputs.prepare import prepare
 
     say = progress or (lambda _m: None)
@@ -71,11 +102,6 @@ def build_engine(
     say("building the reference set")
     engine = engine_from_context(ctx, blocked_features=blocked or [], catalogue=catalogue)
     engine.known_columns = [str(c) for c in ctx.dev.frame.columns]
-    if use_cache:
-        with _lock:
-            _cache[key] = engine
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
     return engine
 
 
