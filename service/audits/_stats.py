@@ -139,9 +139,17 @@ def _score_table(
 ) -> tuple[ScoreTable, int | None]:
     """``score_table`` and the number of distinct scores when it was counted on the way (NaN-free
     input; ``None`` when binning was decided without counting)."""
+    tables, distinct = _score_tables(score, y, [sample_weight], max_bins)
+    return tables[0], distinct
+
+
+def _score_tables(
+    score: np.ndarray, y: np.ndarray, sample_weights: list[np.ndarray | None], max_bins: int
+) -> tuple[list[ScoreTable], int | None]:
+    """``[score_table(score, y, sample_weight=w, max_bins=max_bins) for w in sample_weights]``, the
+    cells found once (they depend on the scores only), and the distinct count as in ``_score_table``."""
     s = np.asarray(score, dtype="float64")
     yy = np.asarray(y).astype(bool)
-    w = np.ones_like(s) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
     if s.size <= max_bins or np.isnan(s).any():
         uniq, inv = np.unique(s, return_inverse=True)
         exact = uniq.size <= max_bins
@@ -169,13 +177,17 @@ def _score_table(
         sums = np.bincount(idx, weights=s, minlength=k)
         cnt = np.bincount(idx, minlength=k)
         values = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
-    pos_n = np.bincount(idx[yy], minlength=k)
-    neg_n = np.bincount(idx[~yy], minlength=k)
-    pos_w = np.bincount(idx[yy], weights=w[yy], minlength=k)
-    neg_w = np.bincount(idx[~yy], weights=w[~yy], minlength=k)
+    i_pos, i_neg = idx[yy], idx[~yy]
+    pos_n = np.bincount(i_pos, minlength=k)
+    neg_n = np.bincount(i_neg, minlength=k)
     keep = (pos_n + neg_n) > 0
-    table = ScoreTable(values[keep], pos_n[keep], neg_n[keep], pos_w[keep], neg_w[keep], exact)
-    return table, distinct
+    tables = []
+    for sample_weight in sample_weights:
+        w = np.ones_like(s) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
+        pos_w = np.bincount(i_pos, weights=w[yy], minlength=k)
+        neg_w = np.bincount(i_neg, weights=w[~yy], minlength=k)
+        tables.append(ScoreTable(values[keep], pos_n[keep], neg_n[keep], pos_w[keep], neg_w[keep], exact))
+    return tables, distinct
 
 
 def auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from service.audits._stats import (
     _f,
+    _score_tables,
     auc_from_counts,
     average_precision_from_counts,
     ci_pair,
@@ -24,6 +25,8 @@ from service.audits._stats import (
 from service.audits.context import AuditContext, SectionOutput, Split
 from service.findings import finding
 from service.result import Finding, ResultModel
+
+CI_BINS = 4000  # score cells of the bootstrap table (score_table's default)
 
 
 class CalibrationBin(ResultModel):
@@ -94,7 +97,20 @@ def score_metrics(
     """
     yy = np.asarray(y).astype(np.int8)
     w = sample_weight
-    t = score_table(risk, yy, sample_weight=w)
+    loss_cells = None
+    losses = None
+    if prob is not None:
+        p = np.clip(np.asarray(prob, dtype="float64"), 1e-15, 1 - 1e-15)
+        ww = np.ones_like(p) if w is None else np.asarray(w, dtype="float64")
+        brier_i = (p - yy) ** 2
+        ll_i = -(yy * np.log(p) + (1 - yy) * np.log1p(-p))
+        losses = (_f((ww * brier_i).sum() / ww.sum()), _f((ww * ll_i).sum() / ww.sum()))
+        # per-cell sums of the losses, so the bootstrap can resample them with the counts; the cells
+        # depend on the scores only, so the three tables are binned once
+        (t, tb, tl), _ = _score_tables(risk, yy, [w, ww * brier_i, ww * ll_i], CI_BINS)
+        loss_cells = (tb, tl)
+    else:
+        t = score_table(risk, yy, sample_weight=w, max_bins=CI_BINS)
     P, N = float(t.pos_w.sum()), float(t.neg_w.sum())
     out: dict[str, object] = {}
     if P > 0 and N > 0:
@@ -106,19 +122,8 @@ def score_metrics(
     else:
         auc = ks = ap = float("nan")
     out.update(auc=_f(auc), gini=_f(2 * auc - 1), ks=_f(ks), pr_auc=_f(ap))
-
-    loss_cells = None
-    if prob is not None:
-        p = np.clip(np.asarray(prob, dtype="float64"), 1e-15, 1 - 1e-15)
-        ww = np.ones_like(p) if w is None else np.asarray(w, dtype="float64")
-        brier_i = (p - yy) ** 2
-        ll_i = -(yy * np.log(p) + (1 - yy) * np.log1p(-p))
-        out["brier"] = _f((ww * brier_i).sum() / ww.sum())
-        out["log_loss"] = _f((ww * ll_i).sum() / ww.sum())
-        # per-cell sums of the losses, so the bootstrap can resample them with the counts
-        tb = score_table(risk, yy, sample_weight=ww * brier_i)
-        tl = score_table(risk, yy, sample_weight=ww * ll_i)
-        loss_cells = (tb, tl)
+    if losses is not None:
+        out["brier"], out["log_loss"] = losses
 
     if n_boot > 0 and P > 0 and N > 0:
         reps = _bootstrap(t, loss_cells, n_boot, rng)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,13 +94,16 @@ def read_dataset(
         raise InputError("the file is empty", file=str(p), field=label, expected="a header row and data rows")
     with p.open("rb") as fh:
         head = fh.read(_SNIFF_BYTES)
-    digest = sha256_file(p)
-    if head[:4] == _PARQUET_MAGIC:
-        frame = _read_parquet(p, label)
-        fmt, delim = "parquet", None
-    else:
-        frame, delim = _read_csv(p, head, label)
-        fmt = "csv"
+    # hash while parsing: both release the GIL, and hashing a large file is a good part of loading it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = pool.submit(sha256_file, p)
+        if head[:4] == _PARQUET_MAGIC:
+            frame = _read_parquet(p, label)
+            fmt, delim = "parquet", None
+        else:
+            frame, delim = _read_csv(p, head, label)
+            fmt = "csv"
+        digest = hashing.result()
     if frame.shape[1] == 0:
         raise InputError(
             "no columns found", file=str(p), field=label, expected="a header row naming the columns"

@@ -175,3 +175,20 @@ def test_leakage_auc_equals_the_score_table_auc():
     tw = _reference_table(x[ok].to_numpy(), y[ok], sample_weight=w[ok], max_bins=data.LEAKAGE_BINS)
     aw = float(auc_from_counts(tw.pos_w, tw.neg_w))
     assert data._leakage(x, y, w, "numeric")[0] == max(aw, 1 - aw)
+
+
+def test_score_tables_share_cells_and_equal_separate_tables():
+    from service.audits._stats import _score_tables
+
+    rng = np.random.default_rng(8)
+    n = 20_000
+    s = np.round(rng.random(n), 4)
+    y = rng.random(n) < 0.2
+    weights = [None, rng.uniform(0, 1, n), rng.uniform(0, 3, n)]
+    for max_bins in (50, 4000, 20_000):
+        tables, _ = _score_tables(s, y, weights, max_bins)
+        for t, w in zip(tables, weights, strict=True):
+            want = _reference_table(s, y, sample_weight=w, max_bins=max_bins)
+            assert t.exact == want.exact
+            for field in ("values", "pos_n", "neg_n", "pos_w", "neg_w"):
+                np.testing.assert_array_equal(getattr(t, field), getattr(want, field), err_msg=field)
