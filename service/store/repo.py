@@ -7,9 +7,9 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.errors import InputError
@@ -124,6 +124,34 @@ def log_action(
             request_id=request_id,
             detail=detail or {},
         )
+    )
+
+
+_LOG_INSERT = insert(cast(Table, AuditLogEntry.__table__))
+
+
+def append_log(
+    session: Session,
+    *,
+    org_id: str | None,
+    key_id: str | None,
+    action: str,
+    target: str | None = None,
+    request_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """:func:`log_action` as one pre-built INSERT, executed now (no unit of work: about a third of
+    the cost). For a request that writes nothing else; committed with the caller's transaction."""
+    session.execute(
+        _LOG_INSERT,
+        {
+            "org_id": org_id,
+            "key_id": key_id,
+            "action": action,
+            "target": target,
+            "request_id": request_id,
+            "detail": detail or {},
+        },
     )
 
 

@@ -83,3 +83,35 @@ def test_reasons_errors_name_upload_ids_not_server_paths(api, german_uploaded): 
     )
     body = assert_problem(r, 422, "no_such_target", ds)
     assert str(api.data_dir) not in body["detail"]
+
+
+def test_reasons_write_one_audit_log_row_per_request(api, german_uploaded):  # noqa: F811
+    ds, mdl = german_uploaded
+    body = {"spec": german_spec_body(ds, mdl), "applicants": _apps(5), "proxy_screen": False}
+    rids = []
+    for _ in range(2):  # the second request takes the cached (resolved) spec
+        r = api.client.post("/v1/reasons", json=body, headers=api.a.h("auditor"))
+        assert r.status_code == 200, r.text
+        rids.append(r.headers["x-request-id"])
+    declined = sum(x["decision"] == "adverse" for x in r.json()["records"])
+    log = api.client.get("/v1/audit-log", headers=api.a.h("admin")).json()["items"]
+    rows = [e for e in log if e["action"] == "reasons.create"]
+    assert sorted(e["request_id"] for e in rows) == sorted(rids)
+    for e in rows:
+        assert e["target"] is None and e["key_id"] == api.a.keys["auditor"].split("_", 2)[1]
+        assert e["at"].startswith("20")  # the column default applies to the pre-built INSERT too
+        assert e["detail"] == {
+            "applicants": 5,
+            "declined": declined,
+            "reference_version": r.json()["reference_version"],
+        }
+
+
+def test_a_cached_spec_is_not_shared_across_organisations(api, german_uploaded):  # noqa: F811
+    """Organisation a's request resolves and caches the spec; b's identical body still gets a 422."""
+    ds, mdl = german_uploaded
+    body = {"spec": german_spec_body(ds, mdl), "applicants": _apps(2), "proxy_screen": False}
+    assert api.client.post("/v1/reasons", json=body, headers=api.a.h("auditor")).status_code == 200
+    r = api.client.post("/v1/reasons", json=body, headers=api.b.h("auditor"))
+    assert_problem(r, 422, "no dataset")
+    assert api.client.post("/v1/reasons", json=body, headers=api.a.h("viewer")).status_code == 403

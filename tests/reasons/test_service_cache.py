@@ -50,3 +50,27 @@ def test_a_failed_build_is_not_cached_and_frees_the_gate(monkeypatch):
         with pytest.raises(InputError, match="no"):
             service.build_engine(spec)
     assert not service._building and not service._cache
+
+
+class _Cyclic:
+    """A stand-in engine that only the cyclic garbage collector can free."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_built_engines_are_frozen_and_an_evicted_one_is_freed(monkeypatch):
+    import gc
+    import weakref
+
+    monkeypatch.setattr(service, "_build", lambda *_a, **_k: _Cyclic())
+    service.clear_cache()
+    spec = load_spec(FIXTURES / "german_credit" / "audit.yaml")
+    first = weakref.ref(service.build_engine(spec))
+    assert gc.get_freeze_count() > 0  # full collections no longer scan the engine (or the imports)
+    for k in range(1, service.CACHE_SIZE + 1):  # the first engine is evicted by the last build
+        service.build_engine(spec.model_copy(update={"seed": spec.seed + k}))
+    assert len(service._cache) == service.CACHE_SIZE
+    assert first() is None  # unfrozen and collected, not leaked
+    service.clear_cache()
+    assert gc.get_freeze_count() == 0
