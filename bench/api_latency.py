@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import resource
@@ -55,12 +56,15 @@ class RawClient:
     ``AsyncConnectionPool._assign_requests_to_connections``) and the figures measure the client.
     Here a request takes an idle connection or opens one (at most ``max_connections``; beyond that
     it waits on a FIFO semaphore), writes pre-encoded bytes and reads the response by
-    ``Content-Length`` (or chunks): O(1) per request.
+    ``Content-Length`` (or chunks): O(1) per request. A reused connection that the server had
+    closed (uvicorn drops idle keep-alive connections after 5 s) is retried once on a new one.
     """
 
     def __init__(self, host: str, port: int, max_connections: int = 256, timeout: float = 30.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # FIFO: requests cycle over the open connections, so that with several API processes (each
+        # connection belongs to the process that accepted it) the load is spread over all of them
+        self.idle: collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = collections.deque()
         self.slots = asyncio.Semaphore(max_connections)
 
     def encode(self, method: str, path: str, body: Any, headers: dict[str, str]) -> bytes:
@@ -73,19 +77,33 @@ class RawClient:
 
     async def send(self, payload: bytes) -> int:
         """The response status (the body is read and dropped)."""
-        async with self.slots:
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-            try:
-                async with asyncio.timeout(self.timeout):
+        async with self.slots, asyncio.timeout(self.timeout):
+            while True:
+                reused = False
+                while self.idle and not reused:
+                    conn = self.idle.popleft()
+                    reused = not conn[0].at_eof()
+                    if not reused:
+                        conn[1].close()
+                if not reused:
+                    conn = await asyncio.open_connection(self.host, self.port)
+                try:
                     status, keep = await self._exchange(*conn, payload)
-            except BaseException:
-                conn[1].close()
-                raise
-            if keep:
-                self.idle.append(conn)
-            else:
-                conn[1].close()
-            return status
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    conn[1].close()
+                    # the server closed an idle keep-alive connection as we reused it: nothing was
+                    # answered, so send again on a new connection (as HTTP clients do)
+                    if reused and not getattr(exc, "partial", b""):
+                        continue
+                    raise
+                except BaseException:
+                    conn[1].close()
+                    raise
+                if keep:
+                    self.idle.append(conn)
+                else:
+                    conn[1].close()
+                return status
 
     @staticmethod
     async def _exchange(
@@ -110,25 +128,30 @@ class RawClient:
         self.idle.clear()
 
 
-async def _load(client: RawClient, payload: bytes, rate: float, seconds: float) -> tuple[np.ndarray, int]:
+async def _load(
+    client: RawClient, payload: bytes, rate: float, seconds: float
+) -> tuple[np.ndarray, int, dict[str, int]]:
     n = int(rate * seconds)
     lat = np.full(n, np.nan)
-    errors = 0
+    kinds: dict[str, int] = {}
     start = time.perf_counter() + 0.2
 
     async def one(i: int) -> None:
-        nonlocal errors
         due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        kind = None
         try:
-            ok = await client.send(payload) < 400
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
-            ok = False
+            status = await client.send(payload)
+            if status >= 400:
+                kind = f"HTTP {status}"
+        except (OSError, EOFError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+            kind = type(exc).__name__
         lat[i] = time.perf_counter() - due
-        errors += not ok
+        if kind:
+            kinds[kind] = kinds.get(kind, 0) + 1
 
     await asyncio.gather(*(one(i) for i in range(n)))
-    return lat * 1000, errors
+    return lat * 1000, sum(kinds.values()), kinds
 
 
 def _summary(name: str, lat: np.ndarray, errors: int) -> dict[str, float]:
@@ -295,13 +318,18 @@ def main() -> None:
                     await client.send(client.encode("GET", "/healthz", None, {}))
                     for name, method, u, body, hh in cases:
                         payload = client.encode(method, u.removeprefix(url), body, hh)
+                        # warm-up: connections opened at once reach every API process, and each
+                        # process builds its reason engine on its first request
+                        await asyncio.gather(*(client.send(payload) for _ in range(8 * args.http_workers)))
                         for rate, seconds in plan:
                             await _load(client, payload, rate, 1.0)  # warm-up
                             s0, c0, w0 = _server_cpu_s(server.pid), _client_cpu_s(), time.perf_counter()
-                            lat, err = await _load(client, payload, rate, seconds)
+                            lat, err, kinds = await _load(client, payload, rate, seconds)
                             s1, c1, w1 = _server_cpu_s(server.pid), _client_cpu_s(), time.perf_counter()
                             label = f"{name} @{rate:g}/s {seconds:g}s"
                             results[label] = _summary(label, lat, err)
+                            if kinds:
+                                print(f"{'':34s} errors: {kinds}", flush=True)
                             n = max(len(lat), 1)
                             print(
                                 f"{'':34s} server CPU {1e3 * (s1 - s0) / n:5.2f} ms/request "
