@@ -15,7 +15,7 @@ saturated client or a busy machine shows in the figures. The issue's target for
 ``POST /v1/reasons`` (p99 < 50 ms at 200 requests/s for 60 s, no errors) is checked with
 
     .venv/bin/python bench/api_latency.py --only --path /v1/reasons --body bench/reasons_body.json \
-        --rates 10:20,50:20,100:20,200:60 [--http-workers N]
+        --rates 10:20,50:20,100:20,200:60
 
 ``{model_id}`` and ``{dataset_id}`` in FILE are replaced by the ids of the uploaded German-credit
 model and data (bench/reasons_body.json: one declined German-credit applicant).
@@ -62,8 +62,8 @@ class RawClient:
 
     def __init__(self, host: str, port: int, max_connections: int = 256, timeout: float = 30.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        # FIFO: requests cycle over the open connections, so that with several API processes (each
-        # connection belongs to the process that accepted it) the load is spread over all of them
+        # FIFO: requests cycle over the open connections (with several server processes, each
+        # connection belongs to the one that accepted it, so the load is spread over all of them)
         self.idle: collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = collections.deque()
         self.slots = asyncio.Semaphore(max_connections)
 
@@ -210,7 +210,6 @@ def main() -> None:
     ap.add_argument(
         "--rates", help="RATE[:SECONDS],... e.g. 10:20,50:20,100:20,200:60 (overrides --rate/--seconds)"
     )
-    ap.add_argument("--http-workers", type=int, default=1, help="API processes (assay serve --http-workers)")
     ap.add_argument("--no-anchor", action="store_true", help="skip the /healthz anchor")
     args = ap.parse_args()
     plan = _rates(args.rates, args.rate, args.seconds)
@@ -251,8 +250,7 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "1"]
-            + (["--http-workers", str(args.http_workers)] if args.http_workers != 1 else []),
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "1"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -307,7 +305,7 @@ def main() -> None:
             if args.no_anchor:
                 cases = [c for c in cases if not c[0].startswith("anchor")]
             print(
-                f"loopback, {os.cpu_count()} cores shared, {args.http_workers} API process(es); "
+                f"loopback, {os.cpu_count()} cores shared, one API process; "
                 f"load average before: {os.getloadavg()[0]:.2f}"
             )
             results = {}
@@ -318,9 +316,8 @@ def main() -> None:
                     await client.send(client.encode("GET", "/healthz", None, {}))
                     for name, method, u, body, hh in cases:
                         payload = client.encode(method, u.removeprefix(url), body, hh)
-                        # warm-up: connections opened at once reach every API process, and each
-                        # process builds its reason engine on its first request
-                        await asyncio.gather(*(client.send(payload) for _ in range(8 * args.http_workers)))
+                        # warm-up: concurrent first requests (the reason engine is built once)
+                        await asyncio.gather(*(client.send(payload) for _ in range(8)))
                         for rate, seconds in plan:
                             await _load(client, payload, rate, 1.0)  # warm-up
                             s0, c0, w0 = _server_cpu_s(server.pid), _client_cpu_s(), time.perf_counter()
