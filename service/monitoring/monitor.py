@@ -412,9 +412,14 @@ def compute_window(
     *,
     rng: np.random.Generator,
     n_boot: int,
-    keep_scores: bool = True,
-) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Compare one file with the profile; returns (partial window result, per-row scores or None)."""
+    scores_path: Path | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Compare one file with the profile; returns (partial window result, rows of scores written).
+
+    With ``scores_path`` the per-row scores (for labels that arrive later) are appended to that
+    Parquet file batch by batch, so a streamed window stays in flat memory. Only a window that
+    carries its own outcomes keeps its scores in memory (for AUC and calibration at the end).
+    """
     rows, chunks = iter_frames(path, rt.spec.chunk_rows)
     exact = rows is not None and rows <= rt.spec.exact_max_rows
     acc = WindowAccumulator(profile, keep_values=exact)
@@ -422,6 +427,8 @@ def compute_window(
     parts: list[pd.DataFrame] = []
     ys: list[np.ndarray] = []
     has_target = True
+    writer: Any = None
+    written = 0
     for frame in chunks:
         score, adverse, prob = _scores(rt, frame, str(path))
         codes = {}
@@ -436,20 +443,33 @@ def compute_window(
             ys.append(_target(frame, rt))
         else:
             has_target = False
-        if keep_scores:
-            riskier = rt.audit.score.direction == "higher_is_riskier"
-            part = pd.DataFrame(
-                {
-                    "risk": score if riskier else -score,
-                    "prob": prob if prob is not None else np.full(score.size, np.nan),
-                    "adverse": adverse,
-                }
-            )
-            if rt.audit.id_column and rt.audit.id_column in frame.columns:
-                part.insert(0, "id", frame[rt.audit.id_column].astype(str).to_numpy())
-            if w is not None:
-                part["weight"] = w
+            ys, parts = [], []
+        riskier = rt.audit.score.direction == "higher_is_riskier"
+        part = pd.DataFrame(
+            {
+                "risk": score if riskier else -score,
+                "prob": prob if prob is not None else np.full(score.size, np.nan),
+                "adverse": adverse,
+            }
+        )
+        if rt.audit.id_column and rt.audit.id_column in frame.columns:
+            part.insert(0, "id", frame[rt.audit.id_column].astype(str).to_numpy())
+        if w is not None:
+            part["weight"] = w
+        if has_target:
             parts.append(part)
+        if scores_path is not None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(scores_path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            written += len(part)
+        del frame, part
+    if writer is not None:
+        writer.close()
     policy = rt.audit.policy
     drift = acc.drift(policy)
     fair = acc.fairness(policy, n_boot=n_boot, rng=rng)
@@ -462,13 +482,13 @@ def compute_window(
         "performance": None,
         "alerts": [a.model_dump(mode="json") for a in window_alerts(drift, fair, policy)],
     }
-    scores = pd.concat(parts, ignore_index=True) if parts else None
-    if has_target and ys and scores is not None:
+    if has_target and ys and parts:
         y = np.concatenate(ys)
+        scores = pd.concat(parts, ignore_index=True)
         result["performance"] = window_performance(y, scores, rt, rng=rng, n_boot=n_boot).model_dump(
             mode="json"
         )
-    return result, scores
+    return result, written
 
 
 def _target(frame: pd.DataFrame, rt: Runtime) -> np.ndarray:
@@ -667,9 +687,15 @@ def run_window(
     rt = load_runtime(mspec)
     rng = np.random.default_rng([rt.audit.seed, seq])
     n_boot = mspec.bootstrap if mspec.bootstrap is not None else min(rt.audit.bootstrap, 500)
+    spath = _scores_path(data_dir, row.id, seq)
+    spath.parent.mkdir(parents=True, exist_ok=True)
+    tmp_scores = spath.with_name(spath.name + ".tmp")
     try:
-        partial, scores = compute_window(rt, profile, path, rng=rng, n_boot=n_boot)
+        partial, n_scores = compute_window(rt, profile, path, rng=rng, n_boot=n_boot, scores_path=tmp_scores)
+        if n_scores:
+            tmp_scores.replace(spath)
     except Exception as exc:
+        tmp_scores.unlink(missing_ok=True)
         with sessions() as session:
             w = session.get(store.MonitorWindow, win_id)
             assert w is not None
@@ -691,16 +717,11 @@ def run_window(
     partial["alerts"] += [f.model_dump(mode="json") for f in trend_findings]
     result = WindowResult.model_validate({"window": window_meta, **partial, "trend": tr})
     out = result.model_dump(mode="json")
-    spath = None
-    if scores is not None:
-        spath = _scores_path(data_dir, row.id, seq)
-        spath.parent.mkdir(parents=True, exist_ok=True)
-        scores.to_parquet(spath, index=False)
     with sessions() as session:
         w = session.get(store.MonitorWindow, win_id)
         assert w is not None
         w.status, w.result, w.rows = "succeeded", out, int(partial["rows"])
-        w.scores_path = str(spath) if spath else None
+        w.scores_path = str(spath) if n_scores else None
         w.alert_status = {"state": "pending" if out["alerts"] and mspec.alerts and deliver_alerts else "none"}
         session.commit()
     delivery = None

@@ -22,6 +22,23 @@ def _bad(tmp_path, doc: dict) -> str:
     return str(p)
 
 
+def _inproc(monkeypatch, capsys, data_dir, *args: str) -> tuple[int, str, str]:
+    """``assay ARGS`` through the console-script entry point, in this process (fast)."""
+    import sys
+
+    from service import cli
+
+    monkeypatch.setenv("ASSAY_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(sys, "argv", ["assay", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 GOOD = {
     "name": "m",
     "audit": str(SHIFT / "audit.yaml"),
@@ -41,22 +58,28 @@ GOOD = {
         ({"trend_windows": 1}, "trend_windows", "greater than or equal to 2"),
     ],
 )
-def test_bad_monitor_file_exits_2_naming_the_key(tmp_path, change, field, message):
+def test_bad_monitor_file_exits_2_naming_the_key(tmp_path, monkeypatch, capsys, change, field, message):
     doc = {**GOOD, **change}
-    r = run_cli("monitor", "run", _bad(tmp_path, doc), env={"ASSAY_DATA_DIR": str(tmp_path / "d")})
-    assert r.returncode == 2, r.stderr
-    assert f"field '{field}'" in r.stderr and message in r.stderr
-    assert "Traceback" not in r.stderr
+    code, _out, err = _inproc(monkeypatch, capsys, tmp_path / "d", "monitor", "run", _bad(tmp_path, doc))
+    assert code == 2, err
+    assert f"field '{field}'" in err and message in err
+    assert "Traceback" not in err
 
 
-def test_missing_reference_and_bad_categorical_exit_2(tmp_path):
+def test_missing_reference_and_bad_categorical_exit_2(tmp_path, monkeypatch, capsys):
     env = {"ASSAY_DATA_DIR": str(tmp_path / "d")}
-    r = run_cli("monitor", "run", _bad(tmp_path, {**GOOD, "reference": "nope.csv"}), env=env)
+    r = run_cli(
+        "monitor", "run", _bad(tmp_path, {**GOOD, "reference": "nope.csv"}), env=env
+    )  # a real process
     assert r.returncode == 2 and "field 'reference': reference file not found" in r.stderr
-    r = run_cli("monitor", "run", _bad(tmp_path, {**GOOD, "categorical": ["SEX"]}), env=env)
-    assert r.returncode == 2 and "field 'categorical': 'SEX' is not a model feature" in r.stderr
-    r = run_cli("monitor", "run", str(tmp_path / "absent.yaml"), env=env)
-    assert r.returncode == 2 and "file not found" in r.stderr
+    assert "Traceback" not in r.stderr
+    bad = _bad(tmp_path, {**GOOD, "categorical": ["SEX"]})
+    code, _out, err = _inproc(monkeypatch, capsys, tmp_path / "d", "monitor", "run", bad)
+    assert code == 2 and "field 'categorical': 'SEX' is not a model feature" in err
+    code, _out, err = _inproc(
+        monkeypatch, capsys, tmp_path / "d", "monitor", "run", str(tmp_path / "absent.yaml")
+    )
+    assert code == 2 and "file not found" in err
 
 
 def test_run_labels_history_report(tmp_path):
@@ -103,23 +126,17 @@ def test_run_labels_history_report(tmp_path):
     assert f"LIMIT_BAL numeric {psi3:.3f}" in text  # latest window (window_3.csv), PSI from the SPEC formula
     assert "psi_amber 0.1 policy" in text and "air_min 0.8 default" in text  # thresholds labelled
     assert len(PdfReader(pdf).pages) >= 2
+    # the latest window's fairness table: AIR of 18-25 from LightGBM + pandas, and its alert
+    import lightgbm as lgb
 
-
-def _inproc(monkeypatch, capsys, data_dir, *args: str) -> tuple[int, str, str]:
-    """``assay ARGS`` through the console-script entry point, in this process (fast)."""
-    import sys
-
-    from service import cli
-
-    monkeypatch.setenv("ASSAY_DATA_DIR", str(data_dir))
-    monkeypatch.setattr(sys, "argv", ["assay", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    w3 = pd.read_csv(SHIFT / "incoming" / "window_3.csv")
+    booster = lgb.Booster(model_file=str(SHIFT.parent / "taiwan" / "model.txt"))
+    fav = pd.Series(booster.predict(w3[booster.feature_name()].astype(float).to_numpy()) < 0.35)
+    band = pd.cut(w3["AGE"], [18, 25, 40, 62, 120], right=False).astype(str)
+    air = fav[band == "[18, 25)"].mean() / fav[band == "[25, 40)"].mean()
+    row = next(line for line in text.splitlines() if line.startswith("age = 18-25"))
+    assert f" {air:.3f} " in row and row.endswith("yes"), row
+    assert "Adverse impact ratio below the threshold for age=18-25" in text
 
 
 def test_bad_window_and_labels_inputs_exit_2_naming_file_field_expected(tmp_path, monkeypatch, capsys):

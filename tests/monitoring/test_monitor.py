@@ -121,8 +121,16 @@ def test_parquet_window_streamed_in_chunks_equals_csv_window(tmp_path):
     pq_path = tmp_path / "window_3.parquet"
     pd.read_csv(csv).to_parquet(pq_path, index=False, row_group_size=1500)
     whole, _ = compute_window(rt, prof, csv, rng=np.random.default_rng(0), n_boot=0)
-    streamed, scores = compute_window(rt, prof, pq_path, rng=np.random.default_rng(0), n_boot=0)
-    assert streamed["rows"] == whole["rows"] == 5000 and scores is not None and len(scores) == 5000
+    spath = tmp_path / "scores.parquet"
+    streamed, n = compute_window(rt, prof, pq_path, rng=np.random.default_rng(0), n_boot=0, scores_path=spath)
+    assert streamed["rows"] == whole["rows"] == 5000 and n == 5000
+    # the per-row scores kept for delayed labels were appended batch by batch: all rows, in order
+    scores = pd.read_parquet(spath)
+    booster = lgb.Booster(model_file=str(SHIFT.parent / "taiwan" / "model.txt"))
+    w3 = pd.read_csv(csv)
+    assert scores["id"].tolist() == w3["ID"].astype(str).tolist()
+    np.testing.assert_allclose(scores["risk"], _predict(booster, w3), rtol=1e-12)
+    assert (scores["adverse"] == (scores["risk"] >= 0.35)).all()
     for f, d in whole["drift"]["features"].items():
         s = streamed["drift"]["features"][f]
         for key in ("psi", "ks", "wasserstein", "js", "chi2", "missing_rate"):
@@ -226,9 +234,7 @@ def test_taiwan_synthetic_shift_is_found(tmp_path, booster):
     rt = load_runtime(load_monitor(SHIFT / "monitor.yaml"))
     prof, _ = build_reference_profile(rt)
     res = {
-        name: compute_window(
-            rt, prof, SHIFT / "incoming" / name, rng=np.random.default_rng(0), n_boot=200, keep_scores=False
-        )[0]
+        name: compute_window(rt, prof, SHIFT / "incoming" / name, rng=np.random.default_rng(0), n_boot=200)[0]
         for name in ("window_1.csv", "window_3.csv")
     }
     w3 = pd.read_csv(SHIFT / "incoming" / "window_3.csv")

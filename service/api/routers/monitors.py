@@ -26,6 +26,7 @@ MONITOR_EXAMPLE = {
     "name": "taiwan-weekly",
     "reference": "ds_0123456789abcdef01234567",
     "audit": {
+        "model_name": "taiwan-default-lgbm",
         "model": "mdl_0123456789abcdef01234567",
         "target": "default.payment.next.month",
         "id_column": "ID",
@@ -91,6 +92,8 @@ def _resolve(session: Session, request: Request, org_id: str, body: dict[str, An
     out["reference"] = _dataset_path(session, request, org_id, body.get("reference"), "reference")
     spec = dict(spec)
     spec.setdefault("dataset", body["reference"])  # the audit's dataset is unused by a monitor
+    if isinstance(body.get("name"), str):
+        spec.setdefault("model_name", body["name"])  # shown in the monitoring report
     check_http_spec(spec)
     try:
         out["audit"] = resolve_spec(session, request.app.state.store, org_id, spec)
