@@ -106,7 +106,7 @@ def _numeric_ops(steps: list[Any]) -> list[tuple[str, Any, Any]] | None:
             if np.isnan(stats).any():  # all-missing columns at fit time change the width
                 return None
             mv = s.missing_values
-            if _is_nan(mv) or (isinstance(mv, float) and np.isnan(mv)):
+            if isinstance(mv, float) and math.isnan(mv):
                 ops.append(("impute", None, stats))
             elif _plain_number(mv):
                 ops.append(("impute", float(mv), stats))
