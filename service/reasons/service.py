@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from service.config import AuditSpec
+from service.errors import InputError
 from service.reasons.build import catalogue_for, engine_from_context
 from service.reasons.engine import ReasonEngine, allowed_columns, check_applicants
 
@@ -139,7 +140,27 @@ def explain(
     required = list(dict.fromkeys(engine.features + [k.column for k in engine.catalogue.knockouts]))
     allowed = allowed_columns(spec, engine.features, engine.catalogue) + engine.known_columns
     check_applicants(frame, features=engine.features, allowed=allowed, required=required, source=source)
-    return engine.explain(frame).records
+    try:
+        return engine.explain(frame).records
+    except ValueError as exc:  # the model refused the values (scikit-learn's input validation)
+        text = str(exc)
+        missing = [f for f in engine.features if frame[f].isna().any()]
+        if missing and ("NaN" in text or "missing values" in text):
+            raise InputError(
+                f"the model cannot score missing values; {len(missing)} column(s) have empty values: "
+                + ", ".join(missing[:10]),
+                file=source,
+                field=missing[0],
+                expected="a value for every model feature the model has no imputer for",
+            ) from None
+        if "unknown categor" in text:
+            raise InputError(
+                f"the model refused a category it was not fitted on ({text})",
+                file=source,
+                field="applicants",
+                expected="categories seen when the model was fitted (its encoder has handle_unknown='error')",
+            ) from None
+        raise
 
 
 def explain_records(

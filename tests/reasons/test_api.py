@@ -115,3 +115,17 @@ def test_a_cached_spec_is_not_shared_across_organisations(api, german_uploaded):
     r = api.client.post("/v1/reasons", json=body, headers=api.b.h("auditor"))
     assert_problem(r, 422, "no dataset")
     assert api.client.post("/v1/reasons", json=body, headers=api.a.h("viewer")).status_code == 403
+
+
+def test_a_missing_feature_value_is_a_422_naming_the_column(api, german_uploaded):  # noqa: F811
+    """The fixture's pipeline has no imputer: scikit-learn refuses NaN, which is bad input, not a 500."""
+    ds, mdl = german_uploaded
+    apps = _apps(3)
+    apps[1]["duration_months"] = None
+    r = api.client.post(
+        "/v1/reasons",
+        json={"spec": german_spec_body(ds, mdl), "applicants": apps, "proxy_screen": False},
+        headers=api.a.h("auditor"),
+    )
+    body = assert_problem(r, 422, "duration_months", "missing values")
+    assert body["field"] == "duration_months"

@@ -7,6 +7,8 @@ sklearn methods) and β·(T(x) − mean_ref T) computed here from sklearn's tran
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,6 +236,17 @@ def test_unknown_category_under_handle_unknown_error_raises_as_sklearn_does():
         model.estimator.predict_proba(X)
     with pytest.raises(ValueError, match="unknown categor"):
         eng.explain(X)
+    # through the service (CLI and API), the same refusal is bad input naming the category
+    spec = SimpleNamespace(
+        id_column=None,
+        target=None,
+        weight_column=None,
+        date_column=None,
+        score=SimpleNamespace(column=None),
+        protected=[],
+    )
+    with pytest.raises(InputError, match="category it was not fitted on.*Z"):
+        explain(eng, spec, X, source="applicants.csv")
 
 
 @pytest.mark.parametrize(
