@@ -99,9 +99,27 @@ class LightGBMModel:
     sha256: str
     path: str
     kind: str = "lightgbm"
+    categories: dict[str, list[Any]] = field(default_factory=dict)  # pandas-categorical features
+
+    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame with the model's pandas-categorical features replaced by LightGBM's codes.
+
+        A model trained on pandas ``category`` columns stores each column's categories
+        (``pandas_categorical`` in the model text); LightGBM scores a value by its position in that
+        list, and an unseen or missing value as NaN (``lightgbm.basic._data_from_pandas``). Data read
+        from CSV holds the raw labels, so they are mapped here the same way.
+        """
+        if not self.categories:
+            return frame
+        enc = {f: _category_codes(frame[f], cats) for f, cats in self.categories.items() if f in frame}
+        return frame.assign(**enc)
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float64 feature matrix LightGBM scores (row-major, categorical features encoded)."""
+        return _row_major(self.encode(frame), self.features, self.path)
 
     def _X(self, frame: pd.DataFrame) -> np.ndarray:
-        return _row_major(frame, self.features, self.path)
+        return self.matrix(frame)
 
     def predict_score(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.booster.predict(self._X(frame)), dtype="float64")
@@ -145,6 +163,22 @@ def _row_major(frame: pd.DataFrame, features: list[str], path: str) -> np.ndarra
     if not cols:
         return np.empty((len(frame), 0), dtype="float64")
     return np.column_stack(cols)
+
+
+def _category_codes(s: pd.Series, categories: list[Any]) -> np.ndarray:
+    """Positions of ``s``'s values in ``categories`` as float64; unseen and missing values → NaN."""
+    vals: pd.Series = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+    if all(isinstance(c, str) for c in categories) and not (
+        pd.api.types.is_object_dtype(vals) or pd.api.types.is_string_dtype(vals)
+    ):
+        num = pd.to_numeric(vals, errors="coerce")
+        as_int = num.dropna()
+        if len(as_int) and (as_int == as_int.round()).all():
+            num = num.astype("Int64")
+        vals = num.astype("string").astype(object).where(num.notna(), None)
+    codes = pd.Categorical(vals, categories=categories).codes.astype("float64")
+    codes[codes < 0] = np.nan
+    return codes
 
 
 def _c_exp(z: np.ndarray) -> np.ndarray:
@@ -364,7 +398,28 @@ def _load_lightgbm(p: Path, features: list[str] | None, digest: str) -> LightGBM
     except Exception as exc:
         raise InputError(f"not a readable LightGBM model ({exc})", file=str(p), field="model") from None
     names = features or list(booster.feature_name())
-    return LightGBMModel(booster, names, digest, str(p))
+    return LightGBMModel(booster, names, digest, str(p), categories=_lightgbm_categories(booster, p))
+
+
+def _lightgbm_categories(booster: Any, p: Path) -> dict[str, list[Any]]:
+    """Feature → categories for a model trained on pandas ``category`` columns (else empty)."""
+    cats = getattr(booster, "pandas_categorical", None) or []
+    if not cats:
+        return {}
+    names = list(booster.feature_name())
+    idx = booster.params.get("categorical_feature") or []
+    if isinstance(idx, int | str):
+        idx = [idx]
+    cols = [names[int(i)] if not isinstance(i, str) or i.isdigit() else i for i in idx]
+    if len(cols) != len(cats) or any(c not in names for c in cols):
+        raise InputError(
+            f"the model stores categories for {len(cats)} pandas-categorical column(s) but names "
+            f"{len(cols)} categorical feature(s) ({', '.join(map(str, cols)) or 'none'})",
+            file=str(p),
+            field="model",
+            expected="a model text saved by LightGBM after training on a pandas DataFrame",
+        )
+    return {c: list(v) for c, v in zip(cols, cats, strict=True)}
 
 
 def _load_xgboost(p: Path, features: list[str] | None, digest: str) -> XGBoostModel:

@@ -278,7 +278,7 @@ def path_dependent_tree(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.nda
     """Path-dependent TreeSHAP (what ``shap.TreeExplainer(model)`` returns): (values (n, p), base (n,))."""
     feats = list(model.features)
     if model.kind == "lightgbm":
-        c = np.asarray(model.booster.predict(_float_matrix(X[feats]), pred_contrib=True), dtype="float64")
+        c = np.asarray(model.booster.predict(model.matrix(X), pred_contrib=True), dtype="float64")
         return c[:, :-1], c[:, -1]
     import xgboost as xgb
 
