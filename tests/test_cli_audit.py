@@ -51,12 +51,19 @@ def strip_volatile(doc: dict) -> dict:
     return {**doc, "meta": meta}
 
 
-def test_audit_writes_json_and_is_deterministic(tmp_path):
-    a = run_cli("audit", str(GERMAN_SPEC), "--out", str(tmp_path / "a"), "-q")
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """One CLI run of the German demo spec, shared by the tests that compare another run with it."""
+    out = tmp_path_factory.mktemp("baseline") / "a"
+    res = run_cli("audit", str(GERMAN_SPEC), "--out", str(out), "-q", "--fail-on", "critical")
+    assert res.returncode == 0, res.stderr  # no critical finding on German credit: the gate passes
+    return res, out, json.loads((out / "audit.json").read_text())
+
+
+def test_audit_writes_json_and_is_deterministic(tmp_path, baseline):
+    a, a_dir, ja = baseline
     b = run_cli("audit", str(GERMAN_SPEC), "--out", str(tmp_path / "b"), "-q")
-    assert a.returncode == 0, a.stderr
     assert b.returncode == 0, b.stderr
-    ja = json.loads((tmp_path / "a" / "audit.json").read_text())
     jb = json.loads((tmp_path / "b" / "audit.json").read_text())
     assert ja["meta"]["run_id"] != jb["meta"]["run_id"]
     assert strip_volatile(ja) == strip_volatile(jb)
@@ -66,30 +73,31 @@ def test_audit_writes_json_and_is_deterministic(tmp_path):
     assert ja["meta"]["seed"] == 20261203
     assert "wrote audit.json" in a.stdout
     # no temporary files left behind
-    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]
+    assert not [p for p in a_dir.iterdir() if p.name.startswith(".")]
 
 
-def test_seed_changes_only_random_parts(tmp_path):
-    a = run_cli("audit", str(GERMAN_SPEC), "--out", str(tmp_path / "a"), "-q", "--seed", "1")
+def test_seed_changes_only_random_parts(tmp_path, baseline):
+    _, _, ja = baseline
     b = run_cli("audit", str(GERMAN_SPEC), "--out", str(tmp_path / "b"), "-q", "--seed", "2")
-    assert a.returncode == b.returncode == 0
-    pa = json.loads((tmp_path / "a" / "audit.json").read_text())["sections"]["performance"]["splits"]["dev"]
-    pb = json.loads((tmp_path / "b" / "audit.json").read_text())["sections"]["performance"]["splits"]["dev"]
+    assert b.returncode == 0, b.stderr
+    jb = json.loads((tmp_path / "b" / "audit.json").read_text())
+    assert jb["meta"]["seed"] == 2
+    pa, pb = ja["sections"]["performance"]["splits"]["dev"], jb["sections"]["performance"]["splits"]["dev"]
     assert pa["auc"] == pb["auc"]  # point estimates do not depend on the seed
     assert pa["auc_ci"] != pb["auc_ci"]  # bootstrap intervals do
+    assert ja["sections"]["data"] == jb["sections"]["data"]  # nothing random in the data section
 
 
 def test_fail_on_gate(workdir):
     # a policy no model meets guarantees a high finding (AUC below auc_min)
+    # (--fail-on critical on German credit, which has no critical finding, exits 0: see `baseline`)
     spec = write_spec(workdir, **{"policy": {"auc_min": 0.99}})
-    below = run_cli("audit", str(spec), "--out", str(workdir / "a"), "-q", "--fail-on", "critical")
-    assert below.returncode == 0, below.stderr
-    doc = json.loads((workdir / "a" / "audit.json").read_text())
+    gate = run_cli("audit", str(spec), "--out", str(workdir / "b"), "-q", "--fail-on", "high")
+    assert gate.returncode == 3, gate.stderr
+    assert "at or above 'high'" in gate.stderr
+    doc = json.loads((workdir / "b" / "audit.json").read_text())  # the gate still writes the evidence
     weak = [f for f in doc["findings"] if f["metric"] == "auc"]
     assert weak and weak[0]["severity"] == "high" and weak[0]["threshold_source"] == "policy"
-    gate = run_cli("audit", str(spec), "--out", str(workdir / "b"), "-q", "--fail-on", "high")
-    assert gate.returncode == 3
-    assert (workdir / "b" / "audit.json").exists()  # the gate still writes the evidence
     bad = run_cli("audit", str(spec), "--out", str(workdir / "c"), "--fail-on", "severe")
     assert bad.returncode == 2 and "not a severity" in bad.stderr
 
@@ -160,11 +168,18 @@ def test_invalid_yaml_and_json(workdir):
     assert res.returncode == 2 and "must be a mapping" in res.stderr
 
 
-def test_json_spec_equivalent_to_yaml(workdir):
+def test_json_spec_equivalent_to_yaml(workdir, baseline):
     spec = yaml.safe_load(GERMAN_SPEC.read_text())
-    (workdir / "audit.json").write_text(json.dumps(spec))
-    res = run_cli("audit", str(workdir / "audit.json"), "--out", str(workdir / "o"), "-q")
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    res = run_cli("audit", str(workdir / "spec.json"), "--out", str(workdir / "o"), "-q")
     assert res.returncode == 0, res.stderr
+    doc = strip_volatile(json.loads((workdir / "o" / "audit.json").read_text()))
+    ref = strip_volatile(baseline[2])
+    # the same audit; only the spec file itself (name, bytes) differs
+    assert doc["meta"]["inputs"]["spec"]["path"] == "spec.json"
+    for d in (doc, ref):
+        d["meta"] = {**d["meta"], "inputs": {**d["meta"]["inputs"], "spec": None}}
+    assert doc == ref
 
 
 def test_failed_render_leaves_nothing(tmp_path, german_spec):
@@ -182,14 +197,14 @@ def test_failed_render_leaves_nothing(tmp_path, german_spec):
     assert list(out.iterdir()) == []
 
 
-def test_existing_outputs_survive_a_failed_run(workdir):
+def test_existing_outputs_survive_a_failed_run(workdir, baseline):
     out = workdir / "out"
-    good = run_cli("audit", str(write_spec(workdir)), "--out", str(out), "-q")
-    assert good.returncode == 0
-    before = (out / "audit.json").read_bytes()
+    shutil.copytree(baseline[1], out)  # the outputs of an earlier good run
+    before = {name: (out / name).read_bytes() for name in ("audit.json", "report.pdf")}
     bad = run_cli("audit", str(write_spec(workdir, target="nope")), "--out", str(out), "-q")
     assert bad.returncode == 2
-    assert (out / "audit.json").read_bytes() == before
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "report.pdf"]  # no temp files
 
 
 def test_usage_error_is_exit_2():
