@@ -134,6 +134,21 @@ def score_table(
     return _score_table(score, y, sample_weight, max_bins)[0]
 
 
+def first_of_runs(srt: np.ndarray) -> np.ndarray:
+    """Mask of the first element of each run of equal values in a sorted array (its distinct values)."""
+    new = np.empty(srt.size, dtype=bool)
+    if srt.size:
+        new[0] = True
+        np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    return new
+
+
+def quantile_edges(x: np.ndarray, max_bins: int) -> np.ndarray:
+    """The distinct inner quantile edges of ``max_bins`` equal-count cells of ``x`` (NaN-free). The
+    quantiles are order statistics: the same from a sorted copy, and faster to select there."""
+    return np.unique(np.quantile(x, np.linspace(0, 1, max_bins + 1)[1:-1]))
+
+
 def _score_table(
     score: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, max_bins: int
 ) -> tuple[ScoreTable, int | None]:
@@ -159,9 +174,7 @@ def _score_tables(
         # One sort (no argsort) tells exact from binned; np.unique's inverse is only needed when exact,
         # and then the distinct values are few, so searchsorted gives the same inverse cheaply.
         srt = np.sort(s)
-        new = np.empty(srt.size, dtype=bool)
-        new[0] = True
-        np.not_equal(srt[1:], srt[:-1], out=new[1:])
+        new = first_of_runs(srt)
         distinct = int(np.count_nonzero(new))
         exact = distinct <= max_bins
         if exact:
@@ -170,8 +183,7 @@ def _score_tables(
     if exact:
         values, idx, k = uniq, inv, uniq.size
     else:
-        # quantiles are order statistics: the same from the sorted copy, and faster to select there
-        edges = np.unique(np.quantile(srt, np.linspace(0, 1, max_bins + 1)[1:-1]))
+        edges = quantile_edges(srt, max_bins)
         idx = np.searchsorted(edges, s, side="left")
         k = edges.size + 1
         sums = np.bincount(idx, weights=s, minlength=k)
@@ -349,7 +361,7 @@ def decile_edges(x: np.ndarray, *, n_bins: int = 10) -> np.ndarray:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return np.array([], dtype="float64")
-    return np.unique(np.quantile(v, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    return quantile_edges(v, n_bins)
 
 
 def bin_counts(x: np.ndarray, edges: np.ndarray, *, sample_weight: np.ndarray | None = None) -> np.ndarray:

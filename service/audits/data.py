@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from service.audits._stats import _f, _score_table, auc_from_counts
+from service.audits._stats import _f, _score_table, auc_from_counts, first_of_runs, quantile_edges
 from service.audits.context import AuditContext, SectionOutput
 from service.findings import finding
 from service.inputs.datasets import column_kind
@@ -99,14 +99,12 @@ def _cell_counts(x: np.ndarray, y: np.ndarray, max_bins: int) -> tuple[np.ndarra
     with ``side="left"`` assigns them in ``score_table``.
     """
     srt = np.sort(x)
-    new = np.empty(srt.size, dtype=bool)
-    new[0] = True
-    np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    new = first_of_runs(srt)
     distinct = int(np.count_nonzero(new))
     if distinct <= max_bins:
         bounds, tail = srt[new], False
     else:
-        bounds, tail = np.unique(np.quantile(srt, np.linspace(0, 1, max_bins + 1)[1:-1])), True
+        bounds, tail = quantile_edges(srt, max_bins), True
     events = np.sort(x[y])
     cum_all = np.searchsorted(srt, bounds, side="right")
     cum_pos = np.searchsorted(events, bounds, side="right")

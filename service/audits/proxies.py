@@ -46,6 +46,7 @@ from service.audits._stats import (
     cramers_v,
     normalized_mutual_info,
     percentile_ci,
+    quantile_edges,
     score_table,
 )
 from service.audits.context import AuditContext, ProtectedGroups, SectionOutput
@@ -123,9 +124,7 @@ def _codes(values: pd.Series, kind: str, *, n_bins: int = 10) -> np.ndarray:
     if kind == "numeric":
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
         ok = np.isfinite(x)
-        edges = (
-            np.unique(np.quantile(x[ok], np.linspace(0, 1, n_bins + 1)[1:-1])) if ok.any() else np.array([])
-        )
+        edges = quantile_edges(x[ok], n_bins) if ok.any() else np.array([])
         c = np.searchsorted(edges, np.where(ok, x, 0.0), side="left")
         return np.where(ok, c, edges.size + 1).astype(np.int64)
     codes, _ = pd.factorize(values, use_na_sentinel=True)
@@ -164,7 +163,7 @@ def _score_cells(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Rank cells of a score: its distinct values, or 4000 quantile cells when there are more (O(n))."""
     uniq, inv = np.unique(x, return_inverse=True)
     if uniq.size > 4000:  # ties within a quantile cell count 1/2: AUC error below 1/4000
-        edges = np.unique(np.quantile(x, np.linspace(0, 1, 4001)[1:-1]))
+        edges = quantile_edges(x, 4000)
         inv = np.searchsorted(edges, x, side="left")
     return inv, int(inv.max()) + 1
 

@@ -118,14 +118,11 @@ class LightGBMModel:
         """The float64 feature matrix LightGBM scores (row-major, categorical features encoded)."""
         return _row_major(self.encode(frame), self.features, self.path)
 
-    def _X(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.matrix(frame)
-
     def predict_score(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(self._X(frame)), dtype="float64")
+        return np.asarray(self.booster.predict(self.matrix(frame)), dtype="float64")
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray | None:
-        return np.asarray(self.booster.predict(self._X(frame), raw_score=True), dtype="float64")
+        return np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype="float64")
 
     def predict_score_and_margin(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(predict_score(frame), predict_margin(frame))`` from one pass over the trees.
@@ -135,7 +132,7 @@ class LightGBMModel:
         ``exp`` as LightGBM calls it (numpy's SIMD ``exp`` differs in the last bit), and checked
         bit for bit against ``predict`` on the first rows. Other objectives predict twice.
         """
-        X = self._X(frame)
+        X = self.matrix(frame)
         raw = np.asarray(self.booster.predict(X, raw_score=True), dtype="float64")
         sigma = _binary_sigmoid(self.booster)
         if sigma is not None:

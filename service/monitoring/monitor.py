@@ -429,47 +429,51 @@ def compute_window(
     has_target = True
     writer: Any = None
     written = 0
-    for frame in chunks:
-        score, adverse, prob = _scores(rt, frame, str(path))
-        codes = {}
-        for p in rt.audit.protected:
-            if p.name in profile.fairness:
-                codes[p.name] = build_protected(frame, p, path=str(path), known_groups=known[p.name]).codes
-        w = None
-        if rt.audit.weight_column and rt.audit.weight_column in frame.columns:
-            w = pd.to_numeric(frame[rt.audit.weight_column], errors="coerce").to_numpy(dtype="float64")
-        acc.update(frame, score=score, adverse=adverse, codes=codes, sample_weight=w)
-        if rt.audit.target in frame.columns and has_target:
-            ys.append(_target(frame, rt))
-        else:
-            has_target = False
-            ys, parts = [], []
-        riskier = rt.audit.score.direction == "higher_is_riskier"
-        part = pd.DataFrame(
-            {
-                "risk": score if riskier else -score,
-                "prob": prob if prob is not None else np.full(score.size, np.nan),
-                "adverse": adverse,
-            }
-        )
-        if rt.audit.id_column and rt.audit.id_column in frame.columns:
-            part.insert(0, "id", frame[rt.audit.id_column].astype(str).to_numpy())
-        if w is not None:
-            part["weight"] = w
-        if has_target:
-            parts.append(part)
-        if scores_path is not None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    try:  # the scores file is closed whatever happens (the caller removes it on failure)
+        for frame in chunks:
+            score, adverse, prob = _scores(rt, frame, str(path))
+            codes = {}
+            for p in rt.audit.protected:
+                if p.name in profile.fairness:
+                    codes[p.name] = build_protected(
+                        frame, p, path=str(path), known_groups=known[p.name]
+                    ).codes
+            w = None
+            if rt.audit.weight_column and rt.audit.weight_column in frame.columns:
+                w = pd.to_numeric(frame[rt.audit.weight_column], errors="coerce").to_numpy(dtype="float64")
+            acc.update(frame, score=score, adverse=adverse, codes=codes, sample_weight=w)
+            if rt.audit.target in frame.columns and has_target:
+                ys.append(_target(frame, rt))
+            else:
+                has_target = False
+                ys, parts = [], []
+            riskier = rt.audit.score.direction == "higher_is_riskier"
+            part = pd.DataFrame(
+                {
+                    "risk": score if riskier else -score,
+                    "prob": prob if prob is not None else np.full(score.size, np.nan),
+                    "adverse": adverse,
+                }
+            )
+            if rt.audit.id_column and rt.audit.id_column in frame.columns:
+                part.insert(0, "id", frame[rt.audit.id_column].astype(str).to_numpy())
+            if w is not None:
+                part["weight"] = w
+            if has_target:
+                parts.append(part)
+            if scores_path is not None:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(part, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(scores_path, table.schema)
-            writer.write_table(table.cast(writer.schema))
-            written += len(part)
-        del frame, part
-    if writer is not None:
-        writer.close()
+                table = pa.Table.from_pandas(part, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(scores_path, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                written += len(part)
+            del frame, part
+    finally:
+        if writer is not None:
+            writer.close()
     policy = rt.audit.policy
     drift = acc.drift(policy)
     fair = acc.fairness(policy, n_boot=n_boot, rng=rng)
